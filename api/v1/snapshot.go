@@ -1,0 +1,115 @@
+package v1
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SnapshotFormatVersion is the version of the snapshot manifest this build
+// writes. Readers refuse a newer major version.
+const SnapshotFormatVersion = 1
+
+// ManifestName is the file name of a snapshot's manifest. Its presence is
+// the commit: a snapshot directory without it is an unfinished upload.
+const ManifestName = "manifest.json"
+
+// SnapshotManifest describes one snapshot of one source, as stored on a
+// destination under Host/Policy/Source/ID/manifest.json. docs/format.md
+// documents every field.
+type SnapshotManifest struct {
+	FormatVersion int       `json:"formatVersion"`
+	ID            string    `json:"id"`
+	Time          time.Time `json:"time"`
+	Host          string    `json:"host"`
+	Policy        string    `json:"policy"`
+	Source        string    `json:"source"`
+	SourceKind    string    `json:"sourceKind"`
+	// Parent is the ID of the snapshot this one builds on; empty for a full
+	// snapshot (every snapshot so far).
+	Parent      string            `json:"parent,omitempty"`
+	Compression SnapshotCodec     `json:"compression"`
+	Encryption  SnapshotCodec     `json:"encryption"`
+	Objects     []SnapshotObject  `json:"objects"`
+	Files       int64             `json:"files"`
+	BytesRead   int64             `json:"bytesRead"`
+	Duration    string            `json:"duration"`
+	Warnings    []string          `json:"warnings,omitempty"`
+	Meta        map[string]string `json:"meta,omitempty"`
+	Agent       string            `json:"agent"`
+}
+
+// SnapshotCodec names a compression or encryption step.
+type SnapshotCodec struct {
+	Algorithm string `json:"algorithm"`
+	Level     int    `json:"level,omitempty"`
+	// KeyID names the key the data was encrypted with.
+	KeyID string `json:"keyId,omitempty"`
+	// Recipients are the age public keys the data was encrypted to.
+	Recipients []string `json:"recipients,omitempty"`
+	Iterations int      `json:"iterations,omitempty"`
+}
+
+// SnapshotObject is one data object of a snapshot.
+type SnapshotObject struct {
+	// Name is the object's logical name ("files.tar", "app.pgdump").
+	Name string `json:"name"`
+	// Key is the stored file name, relative to the snapshot directory
+	// ("files.tar.zst.age").
+	Key    string `json:"key"`
+	Format string `json:"format"`
+	// Size and SHA256 are of the stored bytes.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// RawSize is the size before compression and encryption.
+	RawSize int64 `json:"rawSize"`
+	// Parent, for a later incremental format, names the snapshot holding
+	// this object when it is unchanged since then; empty means it is here.
+	Parent string `json:"parent,omitempty"`
+}
+
+// SnapshotDir returns the directory key of a snapshot on a destination.
+func SnapshotDir(host, policy, source, id string) string {
+	return path.Join(host, policy, source, id)
+}
+
+// ManifestKey returns the key of a snapshot's manifest.
+func (m *SnapshotManifest) ManifestKey() string {
+	return path.Join(SnapshotDir(m.Host, m.Policy, m.Source, m.ID), ManifestName)
+}
+
+// ObjectKey returns the full key of one of the snapshot's data objects.
+func (m *SnapshotManifest) ObjectKey(o SnapshotObject) string {
+	return path.Join(SnapshotDir(m.Host, m.Policy, m.Source, m.ID), o.Key)
+}
+
+var snapshotIDPattern = regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{6}$`)
+
+// NewSnapshotID returns an ID that sorts by time: 20261125T174500Z-a1b2c3.
+// All sources of one run share it.
+func NewSnapshotID(t time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// ValidSnapshotID reports whether id has the form NewSnapshotID makes.
+func ValidSnapshotID(id string) bool { return snapshotIDPattern.MatchString(id) }
+
+// ParseManifestKey splits a key HOST/POLICY/SOURCE/ID/manifest.json.
+func ParseManifestKey(key string) (host, policy, source, id string, err error) {
+	parts := strings.Split(key, "/")
+	if len(parts) < 5 || parts[len(parts)-1] != ManifestName {
+		return "", "", "", "", fmt.Errorf("not a snapshot manifest key: %q", key)
+	}
+	n := len(parts)
+	host, policy, source, id = parts[n-5], parts[n-4], parts[n-3], parts[n-2]
+	if !ValidSnapshotID(id) {
+		return "", "", "", "", fmt.Errorf("not a snapshot ID: %q", id)
+	}
+	return host, policy, source, id, nil
+}

@@ -1,0 +1,664 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile"
+)
+
+// globals are the flags every command accepts, each with an environment twin.
+type globals struct {
+	configDir string
+	stateDir  string
+	logDir    string
+	statusDir string
+	logFormat string
+	logLevel  string
+	once      bool
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "aegis-agent",
+		Short: "Back up Linux servers as BackupPolicy and Destination manifests say",
+		Long: `aegis-agent watches a directory of manifests (kinds BackupPolicy and Destination),
+runs each policy when its schedule says, applies retention, and writes each
+object's status into a NAME.status.yaml sidecar beside its manifest.
+
+Without a command it runs as the agent until stopped; with --once it runs one
+reconcile pass and exits.`,
+		Example: `  aegis-agent                      # the agent, as systemd runs it
+  aegis-agent --once               # one pass: run what is due, then exit (CI, cron)
+  aegis-agent validate /etc/aegis/policies.d`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgent(cmd.Context(), g)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configDir, "config-dir", envOr("AEGIS_CONFIG_DIR", "/etc/aegis/policies.d"), "directory of manifests (env AEGIS_CONFIG_DIR)")
+	pf.StringVar(&g.stateDir, "state-dir", envOr("AEGIS_STATE_DIR", "/var/lib/aegis"), "the agent's recorded state (env AEGIS_STATE_DIR)")
+	pf.StringVar(&g.logDir, "log-dir", envOr("AEGIS_LOG_DIR", "/var/log/aegis"), "run logs and agent.log (env AEGIS_LOG_DIR)")
+	pf.StringVar(&g.statusDir, "status-dir", envOr("AEGIS_STATUS_DIR", ""), "where status sidecars go; default beside each manifest (env AEGIS_STATUS_DIR)")
+	pf.StringVar(&g.logFormat, "log-format", envOr("AEGIS_LOG_FORMAT", "text"), "text or json (env AEGIS_LOG_FORMAT)")
+	pf.StringVar(&g.logLevel, "log-level", envOr("AEGIS_LOG_LEVEL", "info"), "debug, info, warn or error (env AEGIS_LOG_LEVEL)")
+	root.Flags().BoolVar(&g.once, "once", false, "run one reconcile pass and exit")
+
+	root.AddCommand(
+		newValidateCommand(g),
+		newRunCommand(g),
+		newSnapshotsCommand(g),
+		newRestoreCommand(g),
+		newVerifyCommand(g),
+		newStatusCommand(g),
+		newPruneCommand(g),
+		newKeysCommand(g),
+		newInitCommand(g),
+	)
+	return root
+}
+
+// logger builds the slog logger: tint on a terminal (plain when piped), JSON
+// with --log-format json, and, when agentLog is set, also JSON lines in
+// LOG_DIR/agent.log.
+func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, nil, invalid(fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel))
+	}
+	var h slog.Handler
+	switch g.logFormat {
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	case "text":
+		h = tint.NewHandler(os.Stderr, &tint.Options{
+			Level:      level,
+			TimeFormat: time.DateTime,
+			NoColor:    !term.IsTerminal(int(os.Stderr.Fd())),
+		})
+	default:
+		return nil, nil, invalid(fmt.Errorf("--log-format: %q is not text or json", g.logFormat))
+	}
+	closeFn := func() {}
+	if agentLog && g.logDir != "" {
+		if err := os.MkdirAll(g.logDir, 0o750); err != nil {
+			return nil, nil, failed(fmt.Errorf("log directory: %w", err))
+		}
+		f, err := os.OpenFile(filepath.Join(g.logDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, nil, failed(fmt.Errorf("agent log: %w", err))
+		}
+		h = slog.NewMultiHandler(h, slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level}))
+		closeFn = func() { f.Close() }
+	}
+	return slog.New(h), closeFn, nil
+}
+
+func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
+	a, err := reconcile.New(reconcile.Options{
+		ConfigDir: g.configDir,
+		StateDir:  g.stateDir,
+		LogDir:    g.logDir,
+		StatusDir: g.statusDir,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, failed(err)
+	}
+	return a, nil
+}
+
+func runAgent(ctx context.Context, g *globals) error {
+	log, closeLog, err := g.logger(true)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if _, err := os.Stat(g.configDir); err != nil {
+		return invalid(fmt.Errorf("config directory: %w", err))
+	}
+	a, err := g.agent(log)
+	if err != nil {
+		return err
+	}
+	if g.once {
+		res, err := a.Once(ctx)
+		if err != nil {
+			return failed(err)
+		}
+		for name, r := range res.Results {
+			log.Info("policy done", "policy", name, "result", r.Result, "snapshot", r.SnapshotID, "duration", r.Duration)
+		}
+		if len(res.Results) == 0 {
+			log.Info("nothing was due")
+		}
+		if code := res.ExitCode(); code != exitOK {
+			return silentExit(code)
+		}
+		return nil
+	}
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	if err := a.Run(ctx, reload); err != nil {
+		return failed(err)
+	}
+	return nil
+}
+
+func newValidateCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [PATH...]",
+		Short: "Check manifests without touching anything",
+		Long: `Check manifest files (or the manifest files of directories) and print every
+problem at once, each as FILE:LINE: Kind/name: field.path: message.
+Exit code 0 when all are valid, 2 otherwise.`,
+		Example: `  aegis-agent validate                          # the config directory
+  aegis-agent validate ./policies/ web.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{g.configDir}
+			}
+			cfg, err := reconcile.LoadConfig(args...)
+			if err != nil {
+				return invalid(err)
+			}
+			for _, e := range cfg.Errors {
+				fmt.Fprintln(cmd.OutOrStdout(), e.Error())
+			}
+			if len(cfg.Errors) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d problem(s) in %d file(s)\n", len(cfg.Errors), len(cfg.Files))
+				return silentExit(exitInvalid)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d object(s) in %d file(s) are valid\n", len(cfg.Objects), len(cfg.Files))
+			return nil
+		},
+	}
+}
+
+func newRunCommand(g *globals) *cobra.Command {
+	var source string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "run POLICY",
+		Short: "Back up now, whatever the schedule",
+		Long: `Run one policy now. If the agent or another command is running the same
+policy, run refuses with a message (or waits, with --wait): two runs of one
+policy never interleave.`,
+		Example: `  aegis-agent run web
+  aegis-agent run web --source site`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, closeLog, err := g.logger(true)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			a, err := g.agent(log)
+			if err != nil {
+				return err
+			}
+			res, _, err := a.RunNow(cmd.Context(), args[0], source, wait)
+			if err != nil {
+				if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "is invalid") {
+					return invalid(err)
+				}
+				return failed(err)
+			}
+			printRun(cmd.OutOrStdout(), args[0], res)
+			if res.Result != v1.ResultSucceeded {
+				return silentExit(exitFailed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "back up only this source")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for a run of the same policy in progress instead of refusing")
+	return cmd
+}
+
+func printRun(w io.Writer, policy string, r *v1.RunResult) {
+	fmt.Fprintf(w, "policy %s: %s in %s, snapshot %s\n", policy, r.Result, r.Duration, r.SnapshotID)
+	for _, s := range r.Sources {
+		line := fmt.Sprintf("  source %-12s %-9s %d files, %s read, %s stored", s.Name, s.Result, s.Files, humanBytes(s.BytesRead), humanBytes(s.Bytes))
+		if s.Error != "" {
+			line += ": " + s.Error
+		}
+		fmt.Fprintln(w, line)
+		for _, warn := range s.Warnings {
+			fmt.Fprintf(w, "    warning: %s\n", warn)
+		}
+	}
+	for _, d := range r.Destinations {
+		line := fmt.Sprintf("  destination %-7s %-9s %s", d.Name, d.Result, humanBytes(d.Bytes))
+		if d.Error != "" {
+			line += ": " + d.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+	if r.LogFile != "" {
+		fmt.Fprintf(w, "  log: %s\n", r.LogFile)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// loadForRead reads the config for commands that only read from the
+// destinations: an invalid manifest elsewhere does not stop them.
+func (g *globals) loadForRead() (*reconcile.Config, error) {
+	cfg, err := reconcile.LoadConfig(g.configDir)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return cfg, nil
+}
+
+// destinationsFor returns the names of the destinations to read: one named
+// with --destination, those of a policy, or all.
+func destinationsFor(cfg *reconcile.Config, policy, only string) ([]string, error) {
+	all := cfg.AllDestinations()
+	if only != "" {
+		if _, ok := all[only]; !ok {
+			return nil, invalid(fmt.Errorf("destination %q not found", only))
+		}
+		return []string{only}, nil
+	}
+	if policy != "" {
+		p := cfg.Policy(policy)
+		if p == nil {
+			return nil, invalid(fmt.Errorf("policy %q not found", policy))
+		}
+		return p.Spec.Destinations, nil
+	}
+	var names []string
+	for n := range all {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func openDestination(cfg *reconcile.Config, name string) (drivers.Destination, error) {
+	d, ok := cfg.AllDestinations()[name]
+	if !ok {
+		return nil, invalid(fmt.Errorf("destination %q not found", name))
+	}
+	dst, err := registry.Destination(d, registry.Options{})
+	if err != nil {
+		return nil, failed(err)
+	}
+	return dst, nil
+}
+
+func newSnapshotsCommand(g *globals) *cobra.Command {
+	var only string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "snapshots [POLICY]",
+		Short: "List snapshots, read from the destinations",
+		Example: `  aegis-agent snapshots
+  aegis-agent snapshots web --destination disk --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			policy := ""
+			if len(args) == 1 {
+				policy = args[0]
+			}
+			cfg, err := g.loadForRead()
+			if err != nil {
+				return err
+			}
+			names, err := destinationsFor(cfg, policy, only)
+			if err != nil {
+				return err
+			}
+			var all []reconcile.Snapshot
+			var errs []error
+			for _, n := range names {
+				d, err := openDestination(cfg, n)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				snaps, err := reconcile.ListSnapshots(cmd.Context(), d, n, policy)
+				d.Close()
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				all = append(all, snaps...)
+			}
+			if asJSON {
+				if all == nil {
+					all = []reconcile.Snapshot{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(all); err != nil {
+					return failed(err)
+				}
+			} else {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTIME\tHOST\tPOLICY\tSOURCE\tDESTINATION\tFILES\tSIZE")
+				for _, s := range all {
+					m := s.Manifest
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, m.Time.Local().Format(time.DateTime), m.Host, m.Policy, m.Source, s.Destination, m.Files, humanBytes(s.Size))
+				}
+				tw.Flush()
+			}
+			if len(errs) > 0 {
+				return failed(errors.Join(errs...))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&only, "destination", "", "read only this destination")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// selectOpts are the flags that choose a snapshot.
+type selectOpts struct {
+	snapshot string
+	source   string
+	from     string
+	host     string
+	identity string
+}
+
+func (s *selectOpts) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.snapshot, "snapshot", "latest", "snapshot ID (or a unique prefix), or latest")
+	cmd.Flags().StringVar(&s.source, "source", "", "only this source")
+	cmd.Flags().StringVar(&s.from, "from", "", "read from this destination (default: the policy's first that has the snapshot)")
+	cmd.Flags().StringVar(&s.host, "host", "", "snapshots of this host (default: this host if it has any, else the only host there is)")
+	cmd.Flags().StringVar(&s.identity, "identity", "", "age identity file, for age-encrypted snapshots")
+}
+
+// find locates the snapshots of one run of policy on the first destination
+// that has it.
+func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy string) (drivers.Destination, []reconcile.Snapshot, error) {
+	names, err := destinationsFor(cfg, policy, s.from)
+	if err != nil {
+		return nil, nil, err
+	}
+	host := s.host
+	var lastErr error
+	for _, n := range names {
+		d, err := openDestination(cfg, n)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		snaps, err := reconcile.ListSnapshots(ctx, d, n, policy)
+		if err != nil {
+			d.Close()
+			lastErr = failed(err)
+			continue
+		}
+		h := host
+		if h == "" {
+			me, _ := os.Hostname()
+			for _, sn := range snaps {
+				if sn.Manifest.Host == me {
+					h = me
+					break
+				}
+			}
+		}
+		sel, err := reconcile.SelectSnapshot(snaps, s.snapshot, h, s.source)
+		if err != nil {
+			d.Close()
+			lastErr = failed(fmt.Errorf("destination %s: %w", n, err))
+			continue
+		}
+		return d, sel, nil
+	}
+	if lastErr == nil {
+		lastErr = failed(fmt.Errorf("policy %s has no destination", policy))
+	}
+	return nil, nil, lastErr
+}
+
+func newRestoreCommand(g *globals) *cobra.Command {
+	var sel selectOpts
+	var target string
+	cmd := &cobra.Command{
+		Use:   "restore POLICY --target DIR",
+		Short: "Fetch, verify, decrypt and unpack a snapshot",
+		Long: `Restore a snapshot of a policy into TARGET/SOURCE/. Every object is checked
+against the SHA-256 in its manifest while it is unpacked; nothing is ever
+written outside --target. A restore that stops early leaves a file named
+.aegis-restore-incomplete in the source's directory.`,
+		Example: `  aegis-agent restore web --target /srv/restore
+  aegis-agent restore web --snapshot 20261125T010000Z --source site --from offsite --identity /root/aegis.key --target /srv/restore`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if target == "" {
+				return invalid(errors.New("--target DIR is required"))
+			}
+			cfg, err := g.loadForRead()
+			if err != nil {
+				return err
+			}
+			d, snaps, err := sel.find(cmd.Context(), cfg, args[0])
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			for _, s := range snaps {
+				st, err := reconcile.Restore(cmd.Context(), d, s, reconcile.RestoreOptions{Target: target, IdentityFile: sel.identity})
+				if err != nil {
+					return failed(fmt.Errorf("restore %s/%s from %s: %w", s.Manifest.Policy, s.Manifest.Source, s.Destination, err))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s source %s from %s into %s: %d files, %d dirs, %s\n",
+					s.Manifest.ID, s.Manifest.Source, s.Destination, filepath.Join(target, s.Manifest.Source), st.Files, st.Dirs, humanBytes(st.Bytes))
+			}
+			return nil
+		},
+	}
+	sel.register(cmd)
+	cmd.Flags().StringVar(&target, "target", "", "directory to restore into (required)")
+	return cmd
+}
+
+func newVerifyCommand(g *globals) *cobra.Command {
+	var sel selectOpts
+	cmd := &cobra.Command{
+		Use:   "verify [POLICY]",
+		Short: "Prove snapshots are whole and decryptable without unpacking them",
+		Example: `  aegis-agent verify web --identity /root/aegis.key
+  aegis-agent verify web --snapshot latest`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.loadForRead()
+			if err != nil {
+				return err
+			}
+			var policies []string
+			if len(args) == 1 {
+				policies = args
+			} else {
+				for _, o := range cfg.Objects {
+					if o.Policy != nil {
+						policies = append(policies, o.Name)
+					}
+				}
+			}
+			bad := 0
+			for _, p := range policies {
+				d, snaps, err := sel.find(cmd.Context(), cfg, p)
+				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s: %v\n", p, err)
+					bad++
+					continue
+				}
+				for _, s := range snaps {
+					r := reconcile.Verify(cmd.Context(), d, s, sel.identity)
+					if r.Err != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s/%s %s on %s: %v\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Err)
+						bad++
+						continue
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "ok   %s/%s %s on %s: %d object(s), %s of data\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Objects, humanBytes(r.Bytes))
+				}
+				d.Close()
+			}
+			if bad > 0 {
+				return silentExit(exitFailed)
+			}
+			return nil
+		},
+	}
+	sel.register(cmd)
+	return cmd
+}
+
+func newStatusCommand(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "status",
+		Short:   "What each policy last did and will do next",
+		Example: "  aegis-agent status\n  aegis-agent status --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.loadForRead()
+			if err != nil {
+				return err
+			}
+			type row struct {
+				Policy             string     `json:"policy"`
+				Ready              string     `json:"ready"`
+				Reason             string     `json:"reason"`
+				LastSuccessfulTime *time.Time `json:"lastSuccessfulTime,omitempty"`
+				NextScheduleTime   *time.Time `json:"nextScheduleTime,omitempty"`
+				Message            string     `json:"message,omitempty"`
+			}
+			var rows []row
+			failing := false
+			for _, f := range cfg.Files {
+				sf, err := reconcile.ReadStatusFile(reconcile.StatusPath(f, g.statusDir))
+				if err != nil {
+					return failed(err)
+				}
+				for _, it := range sf.Items {
+					if it.Kind != v1.KindBackupPolicy {
+						continue
+					}
+					r := row{Policy: it.Name, Ready: v1.ConditionUnknown, LastSuccessfulTime: it.Status.LastSuccessfulTime, NextScheduleTime: it.Status.NextScheduleTime}
+					if c := v1.FindCondition(it.Status.Conditions, v1.ConditionReady); c != nil {
+						r.Ready, r.Reason, r.Message = c.Status, c.Reason, c.Message
+					}
+					if r.Ready == v1.ConditionFalse {
+						failing = true
+					}
+					rows = append(rows, r)
+				}
+			}
+			if asJSON {
+				if rows == nil {
+					rows = []row{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(rows)
+			} else {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "POLICY\tREADY\tREASON\tLAST SUCCESS\tNEXT RUN")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Policy, r.Ready, r.Reason, fmtTime(r.LastSuccessfulTime), fmtTime(r.NextScheduleTime))
+				}
+				tw.Flush()
+			}
+			if failing {
+				return silentExit(exitFailed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+func notYet(what string) error {
+	return invalid(fmt.Errorf("%s is not supported yet by this build of aegis-agent", what))
+}
+
+func newPruneCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "prune [POLICY]",
+		Short:   "Apply retention now",
+		Example: "  aegis-agent prune web --dry-run",
+		Args:    cobra.MaximumNArgs(1),
+		RunE:    func(*cobra.Command, []string) error { return notYet("prune") },
+	}
+	cmd.Flags().Bool("dry-run", false, "show what would be deleted")
+	cmd.Flags().Bool("json", false, "print JSON")
+	return cmd
+}
+
+func newInitCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "init",
+		Short:   "The guided setup: asks, validates each answer, writes manifests",
+		Example: "  aegis-agent init",
+		Args:    cobra.NoArgs,
+		RunE:    func(*cobra.Command, []string) error { return notYet("init") },
+	}
+}

@@ -1,0 +1,101 @@
+// Package drivers defines the small contracts between the agent and the
+// things it talks to: a Source streams what it backs up into data objects, a
+// Destination stores, lists, opens and deletes objects under keys.
+//
+// Each driver lives in its own package below this one, named after what it
+// talks to (drivers/files, drivers/local, ...). registry.go lists them all.
+package drivers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) by a Destination for a missing key.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotSupported is returned for a driver this build does not have yet.
+var ErrNotSupported = errors.New("not supported yet")
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Destination stores objects under slash-separated keys.
+//
+// Implementations MUST make Put atomic: while Put runs, and after it fails,
+// no object is visible under key (write to a temporary name and rename, or
+// rely on the server's complete-upload semantics). A reader therefore never
+// sees half an object, and the snapshot commit rule (data first, manifest
+// last) holds.
+type Destination interface {
+	// Put stores everything read from r under key, replacing any object of
+	// that key, and returns the number of bytes stored.
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	// Get opens the object under key; a missing key gives ErrNotFound.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat describes the object under key; a missing key gives ErrNotFound.
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+	// List returns every object whose key starts with prefix, sorted by key.
+	// It returns an error rather than a partial list.
+	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+	// Delete removes the object under key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Check reports whether the destination is reachable and writable.
+	Check(ctx context.Context) error
+	// Close releases connections.
+	Close() error
+}
+
+// ObjectWriter receives the data objects a source produces.
+type ObjectWriter interface {
+	// Create starts the data object name (such as "files.tar" or
+	// "app.pgdump"); the source writes its raw stream to the returned writer
+	// and closes it. Compression, encryption, hashing and upload happen
+	// behind it.
+	Create(ctx context.Context, name, format string) (io.WriteCloser, error)
+}
+
+// SourceStats is what a source reports of its work.
+type SourceStats struct {
+	Files     int64
+	BytesRead int64
+	// Warnings are problems that did not stop the backup, such as a file
+	// that could not be read or vanished during the run.
+	Warnings []string
+	// Meta is recorded in the snapshot manifest (server version, databases
+	// dumped, ...).
+	Meta map[string]string
+}
+
+// Source backs up one thing.
+type Source interface {
+	// Backup writes the source's data objects to out. It returns an error
+	// when the backup of this source cannot be trusted; nothing of it is then
+	// published.
+	Backup(ctx context.Context, out ObjectWriter) (SourceStats, error)
+}
+
+// Permanent marks err as one that retrying will not fix (wrong credentials,
+// an unknown host key, a missing bucket).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

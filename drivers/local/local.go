@@ -1,0 +1,217 @@
+// Package local is the destination driver for a directory of this host.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/aegis-backup/aegis/drivers"
+)
+
+// tmpPrefix marks files being written; List never returns them.
+const tmpPrefix = ".aegis-tmp-"
+
+// Store keeps objects as files below a root directory. Keys map to paths
+// relative to the root.
+type Store struct {
+	root string
+}
+
+// New returns a store rooted at dir. The directory is created on first write.
+func New(dir string) *Store {
+	return &Store{root: filepath.Clean(dir)}
+}
+
+func (s *Store) path(key string) (string, error) {
+	clean := path.Clean("/" + key)
+	if clean == "/" || clean != "/"+key {
+		return "", fmt.Errorf("invalid key %q", key)
+	}
+	return filepath.Join(s.root, filepath.FromSlash(clean)), nil
+}
+
+// Put writes r to a temporary file beside the final one, syncs it and
+// renames it into place, then syncs the directory, so the object is either
+// complete or absent, also after a crash.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return 0, err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	n, err := io.Copy(f, ctxReader{ctx, r})
+	if err != nil {
+		return n, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return n, err
+	}
+	if err := f.Sync(); err != nil {
+		return n, err
+	}
+	if err := f.Close(); err != nil {
+		return n, err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return n, err
+	}
+	committed = true
+	return n, syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Get opens the file of key.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
+	}
+	return f, err
+}
+
+// Stat describes the file of key.
+func (s *Store) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return drivers.ObjectInfo{}, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return drivers.ObjectInfo{}, fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
+	}
+	if err != nil {
+		return drivers.ObjectInfo{}, err
+	}
+	return drivers.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// List walks the directory below prefix. A missing root lists nothing; any
+// other error fails the whole listing.
+func (s *Store) List(ctx context.Context, prefix string) ([]drivers.ObjectInfo, error) {
+	var out []drivers.ObjectInfo
+	start := s.root
+	// Walk only the part of the tree the prefix can be in.
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == start {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !d.Type().IsRegular() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		rel, err := filepath.Rel(s.root, p)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		out = append(out, drivers.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.root, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// Delete removes the file of key and any directories it leaves empty.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for dir := filepath.Dir(p); dir != s.root && strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// Check creates the root if needed and proves it is writable.
+func (s *Store) Check(ctx context.Context) error {
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.root, tmpPrefix+"check-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// Close does nothing: a directory holds no connection.
+func (s *Store) Close() error { return nil }
+
+// ctxReader stops a copy once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+var _ drivers.Destination = (*Store)(nil)

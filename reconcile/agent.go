@@ -1,0 +1,513 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers/registry"
+)
+
+// Options configure an Agent.
+type Options struct {
+	ConfigDir string
+	StateDir  string
+	LogDir    string
+	// StatusDir holds the sidecars; empty means beside each manifest.
+	StatusDir string
+	Host      string
+	Logger    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxConcurrentRuns bounds how many policies run at once (default 2).
+	MaxConcurrentRuns int
+	// RetryAfter is how long the agent waits after a failed run before
+	// trying again (default 5m). --once retries at once.
+	RetryAfter time.Duration
+	// Debounce is how long the agent waits for manifest edits to settle.
+	Debounce time.Duration
+}
+
+// Agent reconciles the manifests of a config directory with what has run.
+type Agent struct {
+	opts   Options
+	log    *slog.Logger
+	store  *Store
+	runner *Runner
+	sem    chan struct{}
+
+	mu        sync.Mutex
+	running   map[string]bool
+	lastValid map[string]*v1.Object // by Kind/name: the last valid version seen
+	wg        sync.WaitGroup
+}
+
+// New returns an agent; it touches nothing until used.
+func New(opts Options) (*Agent, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxConcurrentRuns <= 0 {
+		opts.MaxConcurrentRuns = 2
+	}
+	if opts.RetryAfter == 0 {
+		opts.RetryAfter = 5 * time.Minute
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = 500 * time.Millisecond
+	}
+	if opts.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		opts.Host = h
+	}
+	st, err := OpenStore(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		opts:      opts,
+		log:       opts.Logger,
+		store:     st,
+		runner:    &Runner{Host: opts.Host, Now: opts.Now},
+		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
+		running:   map[string]bool{},
+		lastValid: map[string]*v1.Object{},
+	}, nil
+}
+
+// PassResult is what one reconcile pass saw and did.
+type PassResult struct {
+	Config  *Config
+	Plan    Plan
+	Results map[string]*v1.RunResult
+}
+
+// ExitCode maps a pass to the contract's exit codes: 2 when a manifest is
+// invalid, else 1 when a backup failed, else 0.
+func (r *PassResult) ExitCode() int {
+	if len(r.Config.Errors) > 0 {
+		return 2
+	}
+	for _, res := range r.Results {
+		if res.Result != v1.ResultSucceeded {
+			return 1
+		}
+	}
+	return 0
+}
+
+// Once runs one reconcile pass and waits for every run it started.
+func (a *Agent) Once(ctx context.Context) (*PassResult, error) {
+	return a.pass(ctx, true, nil)
+}
+
+// desired returns the policies and destinations to act on: the valid ones,
+// plus, for an object whose manifest became invalid, the last valid version
+// this process saw.
+func (a *Agent) desired(cfg *Config) (pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, stale map[string]bool) {
+	pols, dests = cfg.Valid()
+	stale = map[string]bool{}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := map[string]bool{}
+	for _, o := range cfg.Objects {
+		key := o.Kind + "/" + o.Name
+		seen[key] = true
+		if len(cfg.ObjectErrors(o)) == 0 {
+			a.lastValid[key] = o
+			continue
+		}
+		if lv, ok := a.lastValid[key]; ok {
+			stale[key] = true
+			if lv.Policy != nil {
+				pols[lv.Name] = lv.Policy
+			} else if lv.Destination != nil {
+				dests[lv.Name] = lv.Destination
+			}
+		}
+	}
+	// A removed object stops being scheduled; its backups are left alone.
+	for key := range a.lastValid {
+		if !seen[key] {
+			delete(a.lastValid, key)
+		}
+	}
+	return pols, dests, stale
+}
+
+// pass reads the manifests, plans, starts what is due and writes the
+// statuses. With once it waits for the runs it started; otherwise each run
+// signals ended (if not nil) when it is over.
+func (a *Agent) pass(ctx context.Context, once bool, ended chan<- struct{}) (*PassResult, error) {
+	cfg, err := LoadConfig(a.opts.ConfigDir)
+	if err != nil {
+		return nil, fmt.Errorf("read config directory: %w", err)
+	}
+	for _, e := range cfg.Errors {
+		a.log.Error("invalid manifest", "problem", e.Error())
+	}
+	pols, dests, stale := a.desired(cfg)
+	for _, o := range cfg.Objects {
+		if _, err := a.store.Observe(o.Kind, o.Name, o.SpecHash); err != nil {
+			return nil, err
+		}
+	}
+	records, err := a.store.Records()
+	if err != nil {
+		return nil, err
+	}
+	now := a.opts.Now()
+	w := World{Records: map[string]PolicyRecord{}, Running: map[string]bool{}, Now: now, RetryAfter: a.opts.RetryAfter}
+	if once {
+		w.RetryAfter = 0
+	}
+	names := make([]string, 0, len(pols))
+	for n := range pols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		w.Policies = append(w.Policies, pols[n])
+		w.Records[n] = records[v1.KindBackupPolicy+"/"+n].Policy
+	}
+	a.mu.Lock()
+	for n, r := range a.running {
+		w.Running[n] = r
+	}
+	a.mu.Unlock()
+	plan := Compute(w)
+
+	res := &PassResult{Config: cfg, Plan: plan, Results: map[string]*v1.RunResult{}}
+	var resMu sync.Mutex
+	var wg sync.WaitGroup
+	for _, act := range plan.Actions {
+		if act.Type != ActionBackup {
+			continue
+		}
+		p := pols[act.Policy]
+		if !a.startRun(p.Metadata.Name) {
+			continue
+		}
+		a.log.Info("backup due", "policy", act.Policy, "reason", act.Reason, "scheduled", act.ScheduledTime)
+		wg.Add(1)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer wg.Done()
+			defer a.endRun(p.Metadata.Name, ended)
+			select {
+			case a.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-a.sem }()
+			r, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
+			if err != nil {
+				a.log.Warn("backup not started", "policy", p.Metadata.Name, "err", err)
+				return
+			}
+			resMu.Lock()
+			res.Results[p.Metadata.Name] = r
+			resMu.Unlock()
+		}()
+	}
+	if once {
+		wg.Wait()
+	}
+	if err := a.writeStatuses(cfg, plan, pols, dests, stale); err != nil {
+		a.log.Error("write status", "err", err)
+	}
+	return res, nil
+}
+
+func (a *Agent) startRun(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.running[name] {
+		return false
+	}
+	a.running[name] = true
+	return true
+}
+
+func (a *Agent) endRun(name string, ended chan<- struct{}) {
+	a.mu.Lock()
+	delete(a.running, name)
+	a.mu.Unlock()
+	if ended != nil {
+		select {
+		case ended <- struct{}{}:
+		default: // a pass is pending anyway
+		}
+	}
+}
+
+// execute runs one backup under the policy's lock and records its result.
+func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.RunResult, error) {
+	name := req.Policy.Metadata.Name
+	lock, err := lockPolicy(ctx, a.opts.StateDir, name, wait)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.unlock()
+
+	now := a.opts.Now()
+	if err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
+		r.Policy.LastAttemptTime = now
+		if !req.ScheduledTime.IsZero() {
+			r.Policy.LastScheduleTime = req.ScheduledTime
+		}
+	}); err != nil {
+		return nil, err
+	}
+
+	log, logFile, closeLog := a.runLogger(name, now)
+	defer closeLog()
+	res := a.runner.Backup(ctx, log, req)
+	res.LogFile = logFile
+
+	err = a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
+		r.LastRun = res
+		r.Policy.LastResult = res.Result
+		if res.Result == v1.ResultSucceeded {
+			r.Policy.LastSuccessfulTime = res.StartTime
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	for _, d := range res.Destinations {
+		if _, ok := req.Destinations[d.Name]; !ok {
+			continue
+		}
+		checkErr := ""
+		if strings.Contains(d.Error, "is not usable") {
+			checkErr = d.Error
+		}
+		if err := a.store.Update(v1.KindDestination, d.Name, func(r *ObjectRecord) {
+			r.Checked, r.LastCheckTime, r.CheckError = true, now, checkErr
+		}); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// runLogger returns a logger that writes to the agent's log and to the
+// run's own timestamped file in the log directory.
+func (a *Agent) runLogger(policy string, t time.Time) (*slog.Logger, string, func()) {
+	if a.opts.LogDir == "" {
+		return a.log, "", func() {}
+	}
+	if err := os.MkdirAll(a.opts.LogDir, 0o750); err != nil {
+		a.log.Warn("cannot create log directory", "dir", a.opts.LogDir, "err", err)
+		return a.log, "", func() {}
+	}
+	name := filepath.Join(a.opts.LogDir, fmt.Sprintf("backup-%s-%s.log", policy, t.UTC().Format("20060102T150405Z")))
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		a.log.Warn("cannot open run log", "file", name, "err", err)
+		return a.log, "", func() {}
+	}
+	h := slog.NewMultiHandler(a.log.Handler(), slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(h), name, func() { f.Close() }
+}
+
+// RunNow backs up a policy at once, whatever its schedule: the `run`
+// command. It refuses (or, with wait, waits) while another process runs the
+// same policy.
+func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*v1.RunResult, *Config, error) {
+	cfg, err := LoadConfig(a.opts.ConfigDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	pols, dests := cfg.Valid()
+	p, ok := pols[policy]
+	if !ok {
+		if cfg.Policy(policy) == nil {
+			return nil, cfg, fmt.Errorf("policy %q not found in %s", policy, a.opts.ConfigDir)
+		}
+		var msgs []string
+		for _, o := range cfg.Objects {
+			if o.Policy != nil && o.Name == policy {
+				for _, e := range cfg.ObjectErrors(o) {
+					msgs = append(msgs, e.Error())
+				}
+			}
+		}
+		return nil, cfg, fmt.Errorf("policy %q is invalid:\n%s", policy, strings.Join(msgs, "\n"))
+	}
+	for _, o := range cfg.Objects {
+		if _, err := a.store.Observe(o.Kind, o.Name, o.SpecHash); err != nil {
+			return nil, cfg, err
+		}
+	}
+	res, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
+	if err != nil {
+		return nil, cfg, err
+	}
+	records, _ := a.store.Records()
+	w := World{Records: map[string]PolicyRecord{}, Now: a.opts.Now(), RetryAfter: a.opts.RetryAfter}
+	for n, pp := range pols {
+		w.Policies = append(w.Policies, pp)
+		w.Records[n] = records[v1.KindBackupPolicy+"/"+n].Policy
+	}
+	if err := a.writeStatuses(cfg, Compute(w), pols, dests, nil); err != nil {
+		a.log.Error("write status", "err", err)
+	}
+	return res, cfg, nil
+}
+
+// writeStatuses rewrites the sidecar of every manifest file.
+func (a *Agent) writeStatuses(cfg *Config, plan Plan, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, stale map[string]bool) error {
+	records, err := a.store.Records()
+	if err != nil {
+		return err
+	}
+	now := a.opts.Now()
+	byFile := map[string][]*v1.Object{}
+	for _, o := range cfg.Objects {
+		byFile[o.File] = append(byFile[o.File], o)
+	}
+	var errs []error
+	for _, f := range cfg.Files {
+		path := StatusPath(f, a.opts.StatusDir)
+		prev, err := ReadStatusFile(path)
+		if err != nil {
+			prev = &v1.StatusFile{}
+		}
+		sf := &v1.StatusFile{Items: []v1.StatusEntry{}}
+		for _, o := range byFile[f] {
+			key := o.Kind + "/" + o.Name
+			in := statusInput{
+				obj:              o,
+				errs:             cfg.ObjectErrors(o),
+				rec:              records[key],
+				lastValidRunning: stale[key],
+				now:              now,
+			}
+			switch {
+			case o.Policy != nil:
+				p := o.Policy
+				if pp, ok := pols[o.Name]; ok {
+					p = pp
+				}
+				in.next = plan.Policies[o.Name].NextScheduleTime
+				in.unsupported = registry.Unsupported(p, dests)
+			case o.Destination != nil:
+				if msg := registry.UnsupportedDestination(o.Destination); msg != "" {
+					in.unsupported = []string{msg}
+				}
+			}
+			var old v1.ObjectStatus
+			for _, it := range prev.Items {
+				if it.Kind == o.Kind && it.Name == o.Name {
+					old = it.Status
+				}
+			}
+			sf.Items = append(sf.Items, v1.StatusEntry{
+				APIVersion: v1.APIVersion, Kind: o.Kind, Name: o.Name,
+				Status: buildStatus(old, in),
+			})
+		}
+		if err := WriteStatusFile(path, sf); err != nil {
+			errs = append(errs, fmt.Errorf("status of %s: %w", f, err))
+		}
+	}
+	a.removeOrphanStatuses(cfg)
+	return errors.Join(errs...)
+}
+
+// removeOrphanStatuses deletes sidecars whose manifest file is gone.
+func (a *Agent) removeOrphanStatuses(cfg *Config) {
+	dir := a.opts.StatusDir
+	if dir == "" {
+		dir = a.opts.ConfigDir
+	}
+	want := map[string]bool{}
+	for _, f := range cfg.Files {
+		want[StatusPath(f, a.opts.StatusDir)] = true
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.status.yaml"))
+	for _, m := range matches {
+		if !want[m] {
+			_ = os.Remove(m)
+		}
+	}
+}
+
+// Run is the agent's loop: it reconciles whenever a manifest changes, a
+// schedule comes due, a run ends or Reload is signalled, until ctx is done.
+// A run in flight when ctx ends is abandoned without publishing anything.
+func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+	if err := watcher.Add(a.opts.ConfigDir); err != nil {
+		return fmt.Errorf("watch %s: %w", a.opts.ConfigDir, err)
+	}
+	a.log.Info("agent started", "config_dir", a.opts.ConfigDir, "state_dir", a.opts.StateDir, "host", a.opts.Host)
+
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	done := make(chan struct{}, 16)
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping: waiting for runs in flight to wind down")
+			a.wg.Wait()
+			a.log.Info("agent stopped")
+			return nil
+		case ev := <-watcher.Events:
+			if !IsManifestFile(ev.Name) {
+				continue // our own status writes and editors' temporary files
+			}
+			debounce.Reset(a.opts.Debounce)
+			continue
+		case err := <-watcher.Errors:
+			a.log.Warn("watch error", "err", err)
+			continue
+		case <-reload:
+			a.log.Info("reload requested")
+		case <-debounce.C:
+			a.log.Info("configuration changed: reconciling")
+		case <-wake.C:
+		case <-done:
+		}
+		res, err := a.pass(ctx, false, done)
+		next := time.Minute
+		if err != nil {
+			a.log.Error("reconcile failed", "err", err)
+		} else if !res.Plan.Wake.IsZero() {
+			next = res.Plan.Wake.Sub(a.opts.Now())
+		}
+		if next < time.Second {
+			next = time.Second
+		}
+		if next > time.Hour {
+			next = time.Hour
+		}
+		wake.Reset(next)
+	}
+}
+

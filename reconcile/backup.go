@@ -1,0 +1,250 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/registry"
+)
+
+// Version is the agent's version, recorded in every snapshot manifest.
+var Version = "dev"
+
+// BackupRequest is one run of a policy.
+type BackupRequest struct {
+	Policy       *v1.BackupPolicy
+	Destinations map[string]*v1.Destination
+	// Source limits the run to one source; empty means all.
+	Source        string
+	ScheduledTime time.Time
+}
+
+// Runner performs backups. It holds no per-run state.
+type Runner struct {
+	Host string
+	Now  func() time.Time
+	// SourceConcurrency bounds how many sources of one policy run at once.
+	SourceConcurrency int
+}
+
+// Backup runs req and returns its result; it never panics on bad input and
+// publishes nothing partial: a source's snapshot is committed on a
+// destination only when every one of its objects was stored there.
+func (r *Runner) Backup(ctx context.Context, log *slog.Logger, req BackupRequest) *v1.RunResult {
+	p := req.Policy
+	start := r.Now()
+	id := v1.NewSnapshotID(start)
+	res := &v1.RunResult{SnapshotID: id, StartTime: start}
+	log = log.With("policy", p.Metadata.Name, "snapshot", id)
+	log.Info("backup started", "scheduled", req.ScheduledTime)
+
+	fail := func(err error) *v1.RunResult {
+		for _, s := range p.Spec.Sources {
+			if req.Source == "" || s.Name == req.Source {
+				res.Sources = append(res.Sources, v1.SourceResult{Name: s.Name, Result: v1.ResultFailed, Error: err.Error()})
+			}
+		}
+		res.Result = v1.ResultFailed
+		res.Duration = r.Now().Sub(start).Round(time.Millisecond).String()
+		log.Error("backup failed", "err", err)
+		return res
+	}
+
+	c, err := newCodec(p)
+	if err != nil {
+		return fail(err)
+	}
+	if c.encryption == "none" {
+		log.Warn("encryption is off for this policy (spec.encryption.none: true): snapshots are stored in clear")
+	}
+
+	// Open and check every destination once per run.
+	var dests []openDest
+	destRes := map[string]*v1.DestinationResult{}
+	for _, name := range p.Spec.Destinations {
+		dr := &v1.DestinationResult{Name: name, Result: v1.ResultSucceeded}
+		destRes[name] = dr
+		res.Destinations = append(res.Destinations, v1.DestinationResult{})
+		spec, ok := req.Destinations[name]
+		if !ok {
+			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %q not found", name)
+			continue
+		}
+		d, err := registry.Destination(spec, registry.Options{Logger: log})
+		if err != nil {
+			dr.Result, dr.Error = v1.ResultFailed, err.Error()
+			continue
+		}
+		defer d.Close()
+		if err := d.Check(ctx); err != nil {
+			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %s is not usable: %v", name, err)
+			log.Error("destination check failed", "destination", name, "err", err)
+			continue
+		}
+		dests = append(dests, openDest{name, d})
+	}
+
+	var sources []v1.Source
+	for _, s := range p.Spec.Sources {
+		if req.Source == "" || s.Name == req.Source {
+			sources = append(sources, s)
+		}
+	}
+	if len(sources) == 0 {
+		return fail(fmt.Errorf("policy %s has no source named %q", p.Metadata.Name, req.Source))
+	}
+
+	results := make([]v1.SourceResult, len(sources))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	_ = gctx // sources stay independent: one failing does not cancel the others
+	limit := r.SourceConcurrency
+	if limit <= 0 {
+		limit = 2
+	}
+	g.SetLimit(limit)
+	for i, src := range sources {
+		g.Go(func() error {
+			sr, targets := r.backupSource(ctx, log, p, c, id, start, src, dests)
+			mu.Lock()
+			defer mu.Unlock()
+			results[i] = sr
+			for _, t := range targets {
+				dr := destRes[t.name]
+				dr.Bytes += t.bytes
+				dr.Duration = addDuration(dr.Duration, t.busy)
+				if t.err != nil && dr.Error == "" {
+					dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("source %s: %v", src.Name, t.err)
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+
+	res.Sources = results
+	for i, name := range p.Spec.Destinations {
+		res.Destinations[i] = *destRes[name]
+		if res.Destinations[i].Duration == "" {
+			res.Destinations[i].Duration = "0s"
+		}
+	}
+	res.Result = summarize(res)
+	res.Duration = r.Now().Sub(start).Round(time.Millisecond).String()
+	log.Info("backup finished", "result", res.Result, "duration", res.Duration)
+	return res
+}
+
+func addDuration(s string, d time.Duration) string {
+	prev, _ := time.ParseDuration(s)
+	return (prev + d).Round(time.Millisecond).String()
+}
+
+// summarize: Succeeded when every source reached every destination, Failed
+// when nothing was published anywhere, PartiallyFailed otherwise.
+func summarize(res *v1.RunResult) string {
+	okSources, okDests := 0, 0
+	for _, s := range res.Sources {
+		if s.Result == v1.ResultSucceeded {
+			okSources++
+		}
+	}
+	for _, d := range res.Destinations {
+		if d.Result == v1.ResultSucceeded {
+			okDests++
+		}
+	}
+	switch {
+	case okSources == len(res.Sources) && okDests == len(res.Destinations):
+		return v1.ResultSucceeded
+	case okSources == 0 || okDests == 0:
+		return v1.ResultFailed
+	}
+	return v1.ResultPartiallyFailed
+}
+
+// openDest is a destination checked at the start of a run.
+type openDest struct {
+	name string
+	d    drivers.Destination
+}
+
+// backupSource streams one source to every usable destination.
+func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, id string, start time.Time, src v1.Source, dests []openDest) (v1.SourceResult, []*target) {
+	log = log.With("source", src.Name)
+	t0 := r.Now()
+	sr := v1.SourceResult{Name: src.Name, Result: v1.ResultFailed}
+	finish := func(err error) v1.SourceResult {
+		sr.Duration = r.Now().Sub(t0).Round(time.Millisecond).String()
+		if err != nil {
+			sr.Result, sr.Error = v1.ResultFailed, err.Error()
+			log.Error("source failed", "err", err)
+		}
+		return sr
+	}
+	drv, err := registry.Source(src, registry.Options{Logger: log})
+	if err != nil {
+		return finish(err), nil
+	}
+	if len(dests) == 0 {
+		return finish(errors.New("no destination is usable")), nil
+	}
+	targets := make([]*target, len(dests))
+	for i, d := range dests {
+		targets[i] = &target{name: d.name, dest: d.d}
+	}
+	sw := newSnapshotWriter(c, v1.SnapshotManifest{
+		FormatVersion: v1.SnapshotFormatVersion,
+		ID:            id,
+		Time:          start.UTC(),
+		Host:          r.Host,
+		Policy:        p.Metadata.Name,
+		Source:        src.Name,
+		SourceKind:    src.Driver(),
+		Agent:         "aegis-agent " + Version,
+	}, targets)
+
+	log.Info("source started", "driver", src.Driver())
+	stats, err := drv.Backup(ctx, sw)
+	sr.Files, sr.BytesRead, sr.Warnings = stats.Files, stats.BytesRead, stats.Warnings
+	for _, w := range stats.Warnings {
+		log.Warn("source warning", "warning", w)
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		sw.rollback(ctx)
+		return finish(fmt.Errorf("back up source %s: %w", src.Name, err)), targets
+	}
+	m := &sw.manifest
+	m.Files, m.BytesRead, m.Warnings, m.Meta = stats.Files, stats.BytesRead, stats.Warnings, stats.Meta
+	m.Duration = r.Now().Sub(t0).Round(time.Millisecond).String()
+	sw.commit(ctx)
+	// A destination that failed on the way keeps no data of this snapshot.
+	published := 0
+	for _, t := range targets {
+		if t.err != nil {
+			for _, k := range t.keys {
+				_ = t.dest.Delete(context.WithoutCancel(ctx), k)
+			}
+			continue
+		}
+		published++
+		sr.Bytes = t.bytes
+	}
+	if published == 0 {
+		return finish(sw.allFailed()), targets
+	}
+	sr.Result = v1.ResultSucceeded
+	log.Info("source finished", "files", sr.Files, "bytes_read", sr.BytesRead, "bytes_stored", sr.Bytes, "warnings", len(sr.Warnings))
+	return finish(nil), targets
+}

@@ -1,0 +1,133 @@
+package reconcile
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+)
+
+// Config is the desired world as read from manifest files.
+type Config struct {
+	Files   []string
+	Objects []*v1.Object
+	Errors  v1.ErrorList
+}
+
+// IsManifestFile reports whether name is a manifest (not a status sidecar,
+// not an editor's temporary file).
+func IsManifestFile(name string) bool {
+	base := filepath.Base(name)
+	if strings.HasPrefix(base, ".") || strings.HasSuffix(base, "~") {
+		return false
+	}
+	if strings.HasSuffix(base, ".status.yaml") || strings.HasSuffix(base, ".status.yml") {
+		return false
+	}
+	return strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")
+}
+
+// osFiles lets validation look at referenced files.
+type osFiles struct{}
+
+func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
+
+// LoadConfig reads and validates the manifests in paths (files, or
+// directories whose manifest files are read, not recursively).
+func LoadConfig(paths ...string) (*Config, error) {
+	cfg := &Config{}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			cfg.Files = append(cfg.Files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() && IsManifestFile(e.Name()) {
+				cfg.Files = append(cfg.Files, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	sort.Strings(cfg.Files)
+	for _, f := range cfg.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		objs, errs := v1.Decode(f, data)
+		cfg.Objects = append(cfg.Objects, objs...)
+		cfg.Errors = append(cfg.Errors, errs...)
+	}
+	cfg.Errors = append(cfg.Errors, v1.Validate(cfg.Objects, osFiles{})...)
+	sort.SliceStable(cfg.Errors, func(i, j int) bool {
+		a, b := cfg.Errors[i], cfg.Errors[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Line < b.Line
+	})
+	return cfg, nil
+}
+
+// ObjectErrors returns the problems of one object, including those of its
+// file that belong to no object (a YAML syntax error spoils the whole file).
+func (c *Config) ObjectErrors(o *v1.Object) v1.ErrorList {
+	var out v1.ErrorList
+	for _, e := range c.Errors {
+		if (e.Kind == o.Kind && e.Name == o.Name) || (e.File == o.File && e.Name == "") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Valid returns the valid policies and destinations by name.
+func (c *Config) Valid() (map[string]*v1.BackupPolicy, map[string]*v1.Destination) {
+	pols := map[string]*v1.BackupPolicy{}
+	dests := map[string]*v1.Destination{}
+	for _, o := range c.Objects {
+		if len(c.ObjectErrors(o)) > 0 {
+			continue
+		}
+		switch {
+		case o.Policy != nil:
+			pols[o.Name] = o.Policy
+		case o.Destination != nil:
+			dests[o.Name] = o.Destination
+		}
+	}
+	return pols, dests
+}
+
+// AllDestinations returns every decoded destination by name, valid or not:
+// listing and restoring only need to reach it.
+func (c *Config) AllDestinations() map[string]*v1.Destination {
+	out := map[string]*v1.Destination{}
+	for _, o := range c.Objects {
+		if o.Destination != nil {
+			out[o.Name] = o.Destination
+		}
+	}
+	return out
+}
+
+// Policy returns the decoded policy of that name, valid or not.
+func (c *Config) Policy(name string) *v1.BackupPolicy {
+	for _, o := range c.Objects {
+		if o.Policy != nil && o.Name == name {
+			return o.Policy
+		}
+	}
+	return nil
+}

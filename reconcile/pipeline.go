@@ -1,0 +1,264 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+)
+
+// target is one destination receiving a snapshot. Once err is set the
+// target receives nothing more for this snapshot, while the others go on.
+type target struct {
+	name  string
+	dest  drivers.Destination
+	err   error
+	bytes int64
+	busy  time.Duration
+	keys  []string // data objects stored so far, removed again on failure
+}
+
+// snapshotWriter is the drivers.ObjectWriter a source writes into. Each
+// object flows raw → compress → encrypt → (hash, count, fan out) and each
+// live target stores it with one streaming Put. Nothing is buffered beyond
+// the stages' own windows, and nothing is staged on disk.
+type snapshotWriter struct {
+	codec    *codec
+	manifest v1.SnapshotManifest
+	targets  []*target
+}
+
+func newSnapshotWriter(c *codec, m v1.SnapshotManifest, targets []*target) *snapshotWriter {
+	m.Compression, m.Encryption = c.manifestCodecs()
+	return &snapshotWriter{codec: c, manifest: m, targets: targets}
+}
+
+func (s *snapshotWriter) live() []*target {
+	var out []*target
+	for _, t := range s.targets {
+		if t.err == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Create starts one data object.
+func (s *snapshotWriter) Create(ctx context.Context, name, format string) (io.WriteCloser, error) {
+	if strings.ContainsAny(name, "/\\") || name == "" || name == v1.ManifestName {
+		return nil, fmt.Errorf("invalid object name %q", name)
+	}
+	live := s.live()
+	if len(live) == 0 {
+		return nil, s.allFailed()
+	}
+	key := name + s.codec.suffix()
+	full := s.manifest.ObjectKey(v1.SnapshotObject{Key: key})
+	ow := &objectWriter{
+		parent: s,
+		obj:    v1.SnapshotObject{Name: name, Key: key, Format: format},
+		sum:    sha256.New(),
+	}
+	for _, t := range live {
+		pr, pw := io.Pipe()
+		ch := make(chan putResult, 1)
+		go func() {
+			start := time.Now()
+			n, err := t.dest.Put(ctx, full, pr)
+			if err != nil {
+				pr.CloseWithError(err)
+			} else {
+				// Put succeeded, so it read everything; a later write
+				// means the destination stopped reading too early.
+				pr.CloseWithError(errEarlyEOF)
+			}
+			ch <- putResult{n: n, err: err, took: time.Since(start)}
+		}()
+		ow.outs = append(ow.outs, &pipeOut{t: t, pw: pw, done: ch, key: full})
+	}
+	enc, err := s.codec.encode(ow.sink())
+	if err != nil {
+		ow.abort(err)
+		return nil, err
+	}
+	ow.enc = enc
+	return ow, nil
+}
+
+var errEarlyEOF = errors.New("destination stopped reading before the end of the object")
+
+func (s *snapshotWriter) allFailed() error {
+	var msgs []string
+	for _, t := range s.targets {
+		msgs = append(msgs, fmt.Sprintf("%s: %v", t.name, t.err))
+	}
+	return fmt.Errorf("every destination failed: %s", strings.Join(msgs, "; "))
+}
+
+type putResult struct {
+	n    int64
+	err  error
+	took time.Duration
+}
+
+type pipeOut struct {
+	t    *target
+	pw   *io.PipeWriter
+	done chan putResult
+	key  string
+	dead bool
+}
+
+// objectWriter is one object in flight.
+type objectWriter struct {
+	parent *snapshotWriter
+	obj    v1.SnapshotObject
+	enc    io.WriteCloser
+	sum    hash.Hash
+	outs   []*pipeOut
+	closed bool
+}
+
+func (o *objectWriter) sink() io.Writer { return fanout{o} }
+
+// fanout writes the stored bytes to the hash and every live pipe. A pipe
+// whose destination failed is dropped; the write fails only when none is
+// left.
+type fanout struct{ o *objectWriter }
+
+func (f fanout) Write(p []byte) (int, error) {
+	o := f.o
+	o.sum.Write(p)
+	o.obj.Size += int64(len(p))
+	alive := 0
+	for _, out := range o.outs {
+		if out.dead {
+			continue
+		}
+		if _, err := out.pw.Write(p); err != nil {
+			out.dead = true
+			res := <-out.done
+			if res.err == nil {
+				res.err = err
+			}
+			out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
+			out.t.busy += res.took
+			continue
+		}
+		alive++
+	}
+	if alive == 0 {
+		return 0, o.parent.allFailed()
+	}
+	return len(p), nil
+}
+
+func (o *objectWriter) Write(p []byte) (int, error) {
+	n, err := o.enc.Write(p)
+	o.obj.RawSize += int64(n)
+	return n, err
+}
+
+// Close flushes the codecs and waits until every live destination has
+// stored the object.
+func (o *objectWriter) Close() error {
+	if o.closed {
+		return nil
+	}
+	o.closed = true
+	if err := o.enc.Close(); err != nil {
+		o.abort(err)
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, out := range o.outs {
+		if out.dead {
+			continue
+		}
+		out.pw.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := <-out.done
+			out.t.busy += res.took
+			if res.err != nil {
+				out.dead = true
+				out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
+				return
+			}
+			out.t.bytes += res.n
+			out.t.keys = append(out.t.keys, out.key)
+		}()
+	}
+	wg.Wait()
+	o.obj.SHA256 = hex.EncodeToString(o.sum.Sum(nil))
+	o.parent.manifest.Objects = append(o.parent.manifest.Objects, o.obj)
+	if len(o.parent.live()) == 0 {
+		return o.parent.allFailed()
+	}
+	return nil
+}
+
+// abort stops every upload of the object with err; the destinations drop
+// their temporary files.
+func (o *objectWriter) abort(err error) {
+	o.closed = true
+	for _, out := range o.outs {
+		if out.dead {
+			continue
+		}
+		out.pw.CloseWithError(err)
+		res := <-out.done
+		out.t.busy += res.took
+		out.dead = true
+	}
+}
+
+// commit writes the manifest to every target that stored all objects. The
+// manifest is the commit: before it exists the snapshot is not listed.
+func (s *snapshotWriter) commit(ctx context.Context) {
+	body, err := json.MarshalIndent(&s.manifest, "", "  ")
+	if err != nil {
+		for _, t := range s.live() {
+			t.err = err
+		}
+		return
+	}
+	body = append(body, '\n')
+	key := s.manifest.ManifestKey()
+	for _, t := range s.live() {
+		start := time.Now()
+		n, err := t.dest.Put(ctx, key, strings.NewReader(string(body)))
+		t.busy += time.Since(start)
+		if err != nil {
+			t.err = fmt.Errorf("store %s: %w", key, err)
+			continue
+		}
+		t.bytes += n
+	}
+}
+
+// rollback removes the data objects of an abandoned snapshot, best effort:
+// without a manifest they are invisible anyway, and retention removes what
+// is left here.
+func (s *snapshotWriter) rollback(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, t := range s.targets {
+		for _, k := range t.keys {
+			_ = t.dest.Delete(ctx, k)
+		}
+		t.keys = nil
+	}
+}

@@ -1,0 +1,361 @@
+package reconcile
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/files"
+)
+
+// Snapshot is one snapshot manifest as read from a destination.
+type Snapshot struct {
+	Destination string               `json:"destination"`
+	Manifest    *v1.SnapshotManifest `json:"manifest"`
+	// Size is the stored size of all data objects.
+	Size int64 `json:"size"`
+}
+
+// ListSnapshots reads every snapshot manifest on dest, optionally only
+// those of one policy. It fails rather than return a partial list.
+func ListSnapshots(ctx context.Context, dest drivers.Destination, destName, policy string) ([]Snapshot, error) {
+	objs, err := dest.List(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("list destination %s: %w", destName, err)
+	}
+	var out []Snapshot
+	for _, o := range objs {
+		_, pol, _, _, err := v1.ParseManifestKey(o.Key)
+		if err != nil {
+			continue
+		}
+		if policy != "" && pol != policy {
+			continue
+		}
+		m, err := readManifest(ctx, dest, o.Key)
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", destName, err)
+		}
+		s := Snapshot{Destination: destName, Manifest: m}
+		for _, ob := range m.Objects {
+			s.Size += ob.Size
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].Manifest, out[j].Manifest
+		if a.ID != b.ID {
+			return a.ID < b.ID
+		}
+		return a.Source < b.Source
+	})
+	return out, nil
+}
+
+func readManifest(ctx context.Context, dest drivers.Destination, key string) (*v1.SnapshotManifest, error) {
+	rc, err := dest.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	defer rc.Close()
+	var m v1.SnapshotManifest
+	dec := json.NewDecoder(io.LimitReader(rc, 16<<20))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("manifest %s is not valid: %w", key, err)
+	}
+	if m.FormatVersion > v1.SnapshotFormatVersion {
+		return nil, fmt.Errorf("manifest %s has format version %d; this aegis-agent reads up to %d: upgrade it", key, m.FormatVersion, v1.SnapshotFormatVersion)
+	}
+	h, p, s, id, err := v1.ParseManifestKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if m.Host != h || m.Policy != p || m.Source != s || m.ID != id {
+		return nil, fmt.Errorf("manifest %s names snapshot %s/%s/%s/%s: it was moved or edited", key, m.Host, m.Policy, m.Source, m.ID)
+	}
+	return &m, nil
+}
+
+// SelectSnapshot picks the snapshots of one run: id is a full ID, a unique
+// prefix of one, or "latest" (the newest run, of this host when it has
+// any). host, when set, limits the choice to that host's snapshots.
+func SelectSnapshot(snaps []Snapshot, id, host, source string) ([]Snapshot, error) {
+	var cands []Snapshot
+	for _, s := range snaps {
+		if (host == "" || s.Manifest.Host == host) && (source == "" || s.Manifest.Source == source) {
+			cands = append(cands, s)
+		}
+	}
+	if len(cands) == 0 {
+		if source != "" {
+			return nil, fmt.Errorf("no snapshot of source %q found", source)
+		}
+		return nil, errors.New("no snapshot found")
+	}
+	hosts := map[string]bool{}
+	for _, s := range cands {
+		hosts[s.Manifest.Host] = true
+	}
+	if len(hosts) > 1 {
+		var hs []string
+		for h := range hosts {
+			hs = append(hs, h)
+		}
+		sort.Strings(hs)
+		return nil, fmt.Errorf("snapshots of several hosts match (%s): choose one with --host", strings.Join(hs, ", "))
+	}
+	if id == "" || id == "latest" {
+		id = cands[len(cands)-1].Manifest.ID
+	}
+	ids := map[string]bool{}
+	for _, s := range cands {
+		if strings.HasPrefix(s.Manifest.ID, id) {
+			ids[s.Manifest.ID] = true
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return nil, fmt.Errorf("snapshot %q not found", id)
+	case 1:
+	default:
+		return nil, fmt.Errorf("snapshot %q is ambiguous: it matches %d snapshots", id, len(ids))
+	}
+	var out []Snapshot
+	for _, s := range cands {
+		if ids[s.Manifest.ID] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// RestoreOptions say what to restore where.
+type RestoreOptions struct {
+	// Target is the directory each source is restored under, as
+	// TARGET/SOURCE/...
+	Target string
+	// IdentityFile holds age identities, for age-encrypted snapshots.
+	IdentityFile string
+	Logger       *slog.Logger
+}
+
+// incompleteMarker is left in a source's restore directory until the
+// restore of that source has been fully verified.
+const incompleteMarker = ".aegis-restore-incomplete"
+
+// Restore fetches, verifies, decrypts and unpacks one snapshot (of one
+// source) from dest into opts.Target/SOURCE.
+func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts RestoreOptions) (files.ExtractStats, error) {
+	m := snap.Manifest
+	var total files.ExtractStats
+	dir := filepath.Join(opts.Target, m.Source)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return total, err
+	}
+	marker := filepath.Join(dir, incompleteMarker)
+	note := fmt.Sprintf("restore of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this directory\n", m.ID, m.Policy, m.Source, m.Host)
+	if err := os.WriteFile(marker, []byte(note), 0o600); err != nil {
+		return total, err
+	}
+	ids, err := loadIdentities(opts.IdentityFile)
+	if err != nil {
+		return total, err
+	}
+	dec := &decoder{identities: ids}
+	for _, ob := range m.Objects {
+		st, err := restoreObject(ctx, dest, m, ob, dec, dir)
+		total.Files += st.Files
+		total.Dirs += st.Dirs
+		total.Links += st.Links
+		total.Bytes += st.Bytes
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, os.Remove(marker)
+}
+
+// openObject opens a data object, checks its size, and returns the decoded
+// raw stream plus a check to call after reading it to the end, which
+// compares the SHA-256 of the stored bytes with the manifest.
+func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder) (io.Reader, func() error, func(), error) {
+	key := m.ObjectKey(ob)
+	where := fmt.Sprintf("snapshot %s, object %s", m.ID, ob.Key)
+	info, err := dest.Stat(ctx, key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if info.Size != ob.Size {
+		return nil, nil, nil, fmt.Errorf("%s: stored size %d differs from the manifest's %d: the object is damaged", where, info.Size, ob.Size)
+	}
+	rc, err := dest.Get(ctx, key)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	hr := &hashReader{r: rc, h: sha256.New()}
+	raw, err := dec.decode(m, hr)
+	if err != nil {
+		rc.Close()
+		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	check := func() error {
+		// Drain what the decoder did not need (padding, trailers).
+		if _, err := io.Copy(io.Discard, hr); err != nil {
+			return fmt.Errorf("%s: read: %w", where, err)
+		}
+		if hr.n != ob.Size {
+			return fmt.Errorf("%s: read %d bytes, the manifest says %d: the object is damaged", where, hr.n, ob.Size)
+		}
+		if got := hex.EncodeToString(hr.h.Sum(nil)); got != ob.SHA256 {
+			return fmt.Errorf("%s: SHA-256 %s differs from the manifest's %s: the object is damaged or was replaced", where, got, ob.SHA256)
+		}
+		return nil
+	}
+	closeFn := func() { raw.Close(); rc.Close() }
+	return &errPrefixReader{r: raw, where: where}, check, closeFn, nil
+}
+
+func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder, dir string) (files.ExtractStats, error) {
+	raw, check, closeFn, err := openObject(ctx, dest, m, ob, dec)
+	if err != nil {
+		return files.ExtractStats{}, err
+	}
+	defer closeFn()
+	var st files.ExtractStats
+	switch ob.Format {
+	case "tar":
+		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{})
+		if err == nil {
+			// Read the tar's end padding, so the hash covers every byte.
+			_, err = io.Copy(io.Discard, raw)
+		}
+	default:
+		st, err = writeRaw(raw, dir, ob.Name)
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, check()
+}
+
+// writeRaw stores a non-tar object (a database dump) as one file.
+func writeRaw(r io.Reader, dir, name string) (files.ExtractStats, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return files.ExtractStats{}, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return files.ExtractStats{}, err
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return files.ExtractStats{Files: 1, Bytes: n}, err
+}
+
+// VerifyResult is what verify found of one snapshot.
+type VerifyResult struct {
+	Snapshot Snapshot
+	Objects  int
+	Bytes    int64
+	Err      error
+}
+
+// Verify reads every object of a snapshot back from dest, checks size and
+// SHA-256, decrypts, decompresses and parses it to the end, writing nothing.
+func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, identityFile string) VerifyResult {
+	res := VerifyResult{Snapshot: snap}
+	ids, err := loadIdentities(identityFile)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	dec := &decoder{identities: ids}
+	m := snap.Manifest
+	for _, ob := range m.Objects {
+		raw, check, closeFn, err := openObject(ctx, dest, m, ob, dec)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		var n int64
+		if ob.Format == "tar" {
+			tr := tar.NewReader(raw)
+			for {
+				_, err = tr.Next()
+				if err == io.EOF {
+					err = nil
+					break
+				}
+				if err != nil {
+					break
+				}
+				var c int64
+				c, err = io.Copy(io.Discard, tr)
+				n += c
+				if err != nil {
+					break
+				}
+			}
+			if err == nil {
+				_, err = io.Copy(io.Discard, raw)
+			}
+		} else {
+			n, err = io.Copy(io.Discard, raw)
+		}
+		if err == nil {
+			err = check()
+		}
+		closeFn()
+		if err != nil {
+			res.Err = err // already names the snapshot and object
+			return res
+		}
+		res.Objects++
+		res.Bytes += n
+	}
+	return res
+}
+
+type hashReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+// errPrefixReader names the snapshot and object in decoding errors.
+type errPrefixReader struct {
+	r     io.Reader
+	where string
+}
+
+func (e *errPrefixReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", e.where, err)
+	}
+	return n, err
+}
