@@ -27,7 +27,8 @@ type Object struct {
 
 	Kind, Name string
 
-	// Exactly one of Policy and Destination is set, after Kind.
+	// Policy is set when Kind is BackupPolicy, Destination when it is
+	// Destination.
 	Policy      *BackupPolicy
 	Destination *Destination
 
@@ -120,38 +121,18 @@ func decodeDocument(file string, root *yaml.Node) (*Object, ErrorList) {
 		d.errorf(root.Line, "", "a manifest must be a mapping with apiVersion, kind, metadata and spec, not %s", describe(root))
 		return nil, d.errs
 	}
-	apiVersion, avLine, avOK := d.headerField(root, "apiVersion")
-	kind, kindLine, kindOK := d.headerField(root, "kind")
 	if md, _ := lookup(root, "metadata"); md != nil {
 		if n, _ := lookup(md, "name"); n != nil && n.Kind == yaml.ScalarNode && !isNull(n) {
 			d.name = n.Value
 		}
 	}
-	d.kind = kind
-	ok := true
-	switch {
-	case !avOK:
-		d.errorf(root.Line, "apiVersion", "is required (apiVersion: %s)", APIVersion)
-		ok = false
-	case apiVersion != APIVersion:
-		d.errorf(avLine, "apiVersion", "unsupported apiVersion %q: must be %s", apiVersion, APIVersion)
-		ok = false
-	}
-	switch {
-	case !kindOK:
-		d.errorf(root.Line, "kind", "is required (%s or %s)", KindBackupPolicy, KindDestination)
-		ok = false
-	case kind != KindBackupPolicy && kind != KindDestination:
-		d.errorf(kindLine, "kind", "unknown kind %q: must be %s or %s", kind, KindBackupPolicy, KindDestination)
-		ok = false
-	}
-	if !ok {
+	if !d.header(root) {
 		return nil, d.errs
 	}
 
-	o := &Object{File: file, Line: root.Line, Kind: kind, Name: d.name, lines: d.lines, broken: d.broken}
+	o := &Object{File: file, Line: root.Line, Kind: d.kind, Name: d.name, lines: d.lines, broken: d.broken}
 	var target any
-	if kind == KindBackupPolicy {
+	if d.kind == KindBackupPolicy {
 		o.Policy = &BackupPolicy{}
 		target = o.Policy
 	} else {
@@ -160,6 +141,9 @@ func decodeDocument(file string, root *yaml.Node) (*Object, ErrorList) {
 	}
 	clean := d.walk(root, reflect.TypeOf(target).Elem(), "", root.Line)
 	if d.tooBig {
+		// The other errors would repeat for every copy.
+		d.errs = nil
+		d.errorf(root.Line, "", "document expands to more than %d values through aliases", maxNodes)
 		return nil, d.errs
 	}
 
@@ -214,16 +198,54 @@ func (d *docDecoder) errorf(line int, path, format string, args ...any) {
 	})
 }
 
-// headerField returns a top-level string field used to pick the type.
-func (d *docDecoder) headerField(root *yaml.Node, key string) (value string, line int, ok bool) {
-	v, k := lookup(root, key)
-	if v == nil || isNull(v) {
-		return "", 0, false
+// header checks the apiVersion and kind that pick the document's type,
+// sets d.kind when it is known and reports whether the document can be
+// decoded.
+func (d *docDecoder) header(root *yaml.Node) bool {
+	av, avKey := lookup(root, "apiVersion")
+	kind, kindKey := lookup(root, "kind")
+	if present(kind) && kind.Kind == yaml.ScalarNode && (kind.Value == KindBackupPolicy || kind.Value == KindDestination) {
+		d.kind = kind.Value
 	}
-	if v.Kind != yaml.ScalarNode {
-		return describe(v), k.Line, true
+	ok := true
+	switch {
+	case !present(av):
+		d.errorf(keyLine(avKey, root), "apiVersion", "is required (apiVersion: %s)", APIVersion)
+		ok = false
+	case av.Kind != yaml.ScalarNode || av.Value != APIVersion:
+		d.errorf(avKey.Line, "apiVersion", "unsupported apiVersion %s: must be %s", shown(av), APIVersion)
+		ok = false
 	}
-	return v.Value, k.Line, true
+	switch {
+	case !present(kind):
+		d.errorf(keyLine(kindKey, root), "kind", "is required (%s or %s)", KindBackupPolicy, KindDestination)
+		ok = false
+	case d.kind == "":
+		d.errorf(kindKey.Line, "kind", "unknown kind %s: must be %s or %s", shown(kind), KindBackupPolicy, KindDestination)
+		ok = false
+	}
+	return ok
+}
+
+// present reports whether a header field has a value.
+func present(v *yaml.Node) bool {
+	return v != nil && !isNull(v) && !(v.Kind == yaml.ScalarNode && v.Value == "")
+}
+
+// shown quotes a header value for a message.
+func shown(v *yaml.Node) string {
+	if v.Kind == yaml.ScalarNode {
+		return strconv.Quote(v.Value)
+	}
+	return describe(v)
+}
+
+// keyLine is the line of a key, or of the document when it is absent.
+func keyLine(key, root *yaml.Node) int {
+	if key != nil {
+		return key.Line
+	}
+	return root.Line
 }
 
 // lookup returns the value and key of the first pair named key of a mapping.
@@ -252,11 +274,9 @@ func isNull(n *yaml.Node) bool {
 	return n == nil || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-var (
-	nullNode = func() *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"} }
-	emptyMap = func() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }
-	emptySeq = func() *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"} }
-)
+func nullNode() *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"} }
+func emptyMap() *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }
+func emptySeq() *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"} }
 
 // walk checks n against t and returns the clean copy of n, or nil when the
 // value is dropped. line is where a problem with the value is reported: the
@@ -264,10 +284,7 @@ var (
 func (d *docDecoder) walk(n *yaml.Node, t reflect.Type, path string, line int) *yaml.Node {
 	n = deref(n)
 	if d.nodes++; d.nodes > maxNodes {
-		if !d.tooBig {
-			d.tooBig = true
-			d.errorf(line, path, "document expands to more than %d values (too many aliases?)", maxNodes)
-		}
+		d.tooBig = true
 		return nil
 	}
 	if isNull(n) {
@@ -354,7 +371,20 @@ func (d *docDecoder) walk(n *yaml.Node, t reflect.Type, path string, line int) *
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(f, 'g', -1, 64)}
 	}
 	// Types without a fixed shape (any) take the value as it is.
-	return n
+	return unaliased(n)
+}
+
+// unaliased copies a node tree with its aliases expanded, so that the copy
+// needs no anchor from elsewhere.
+func unaliased(n *yaml.Node) *yaml.Node {
+	n = deref(n)
+	c := *n
+	c.Anchor = ""
+	c.Content = nil
+	for _, child := range n.Content {
+		c.Content = append(c.Content, unaliased(child))
+	}
+	return &c
 }
 
 func (d *docDecoder) typeError(n *yaml.Node, want, path string, line int) {
@@ -372,8 +402,8 @@ func describe(n *yaml.Node) string {
 		return "a list"
 	}
 	v := n.Value
-	if len(v) > 40 {
-		v = v[:37] + "..."
+	if r := []rune(v); len(r) > 80 {
+		v = string(r[:77]) + "..."
 	}
 	switch n.ShortTag() {
 	case "!!null":

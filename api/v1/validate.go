@@ -245,7 +245,7 @@ func (v *validation) policy(o *Object, s *BackupPolicySpec) {
 
 	firstSource := map[string]int{}
 	for i := range s.Sources {
-		v.source(o, fmt.Sprintf("spec.sources[%d]", i), &s.Sources[i], firstSource)
+		v.source(o, i, &s.Sources[i], firstSource)
 	}
 
 	listed := map[string]bool{}
@@ -277,13 +277,16 @@ func (v *validation) policy(o *Object, s *BackupPolicySpec) {
 	v.hooks(o, "spec.hooks", s.Hooks)
 }
 
-func (v *validation) source(o *Object, at string, src *Source, first map[string]int) {
+// source checks spec.sources[i]; first maps the names seen so far to their
+// index.
+func (v *validation) source(o *Object, i int, src *Source, first map[string]int) {
+	at := fmt.Sprintf("spec.sources[%d]", i)
 	if src.Name != "" {
-		if i, dup := first[src.Name]; dup {
+		if j, dup := first[src.Name]; dup {
 			v.add(o, at+".name", "duplicate source name %q (first at line %d)",
-				src.Name, o.LineOf(fmt.Sprintf("spec.sources[%d].name", i)))
+				src.Name, o.LineOf(fmt.Sprintf("spec.sources[%d].name", j)))
 		} else {
-			first[src.Name] = sourceIndex(at)
+			first[src.Name] = i
 		}
 	}
 	v.oneOf(o, at, []string{"files", "postgres", "mysql", "dockerVolume", "system"},
@@ -298,12 +301,6 @@ func (v *validation) source(o *Object, at string, src *Source, first map[string]
 		v.oneOf(o, at+".dockerVolume", []string{"name", "selector"}, []bool{dv.Name != "", len(dv.Selector) > 0})
 	}
 	v.hooks(o, at+".hooks", src.Hooks)
-}
-
-// sourceIndex returns i of "spec.sources[i]".
-func sourceIndex(at string) int {
-	i, _ := strconv.Atoi(strings.TrimSuffix(at[strings.LastIndex(at, "[")+1:], "]"))
-	return i
 }
 
 func (v *validation) encryption(o *Object, e *Encryption) {

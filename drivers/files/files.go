@@ -224,12 +224,14 @@ type entry struct {
 	maybeLink bool
 	key       devIno
 
-	// Set when read ahead: done is closed once data[:n] or err is ready.
-	ahead bool
-	done  chan struct{}
-	data  *[]byte
-	n     int
-	err   error
+	// Set when read ahead: done is closed once data[:n] or err is ready;
+	// weight is what the entry holds of the read-ahead budget.
+	ahead  bool
+	weight int64
+	done   chan struct{}
+	data   *[]byte
+	n      int
+	err    error
 }
 
 type devIno struct{ dev, ino uint64 }
@@ -255,12 +257,12 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 	sem := semaphore.NewWeighted(budget)
 
 	wk := &walker{
-		ctx:     gctx,
 		plan:    p,
 		jobs:    jobs,
 		reads:   reads,
 		ahead:   workers > 0,
 		small:   small,
+		budget:  budget,
 		sem:     sem,
 		seen:    make(map[devIno]struct{}),
 		parents: make(map[string]bool),
@@ -270,7 +272,7 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 	g.Go(func() error {
 		defer close(jobs)
 		defer close(reads)
-		return wk.run()
+		return wk.run(gctx)
 	})
 	for range max(workers, 0) {
 		g.Go(func() error {
@@ -307,10 +309,8 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 	for e := range jobs {
 		a.discard(e)
 	}
-	if err == nil {
-		// errgroup's context ends with the group; report the caller's.
-		err = ctx.Err()
-	} else if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
+		// Report the caller's cancellation rather than what it caused.
 		err = ctx.Err()
 	}
 	if a.dropped > 0 {
@@ -493,7 +493,7 @@ func (a *archiver) release(e *entry) {
 		putBuf(e.data)
 		e.data = nil
 	}
-	a.sem.Release(e.hdr.Size)
+	a.sem.Release(e.weight)
 }
 
 // discard frees what an entry holds when it will not be written.

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+)
+
+func TestAgentWatchesConfigDirectory(t *testing.T) {
+	e := newEnv(t)
+	smallTree(t, e)
+	cmd := e.command("--log-format", "json")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	}()
+
+	statusPath := filepath.Join(e.config, "p.status.yaml")
+	readyCond := func() *v1.Condition {
+		if _, err := os.Stat(statusPath); err != nil {
+			return nil
+		}
+		for _, it := range e.status("p.yaml").Items {
+			if it.Kind == v1.KindBackupPolicy {
+				return v1.FindCondition(it.Status.Conditions, v1.ConditionReady)
+			}
+		}
+		return nil
+	}
+
+	// A new manifest is picked up without a restart and, never having
+	// succeeded, runs at once.
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+smallPolicy("p", "disk"))
+	waitFor(t, "the first backup", 30*time.Second, func() bool {
+		c := readyCond()
+		return c != nil && c.Status == v1.ConditionTrue
+	})
+	if n := len(manifestsUnder(t, filepath.Join(e.root, "backups"))); n != 1 {
+		t.Fatalf("%d snapshots after the first run, want 1", n)
+	}
+
+	// An invalid edit keeps the last valid version and says so.
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+strings.Replace(smallPolicy("p", "disk"), "@daily", "every day", 1))
+	waitFor(t, "the invalid edit in the status", 30*time.Second, func() bool {
+		for _, it := range e.status("p.yaml").Items {
+			if it.Kind == v1.KindBackupPolicy {
+				c := v1.FindCondition(it.Status.Conditions, v1.ConditionValid)
+				return c != nil && c.Status == v1.ConditionFalse && strings.Contains(c.Message, "the last valid version keeps running")
+			}
+		}
+		return false
+	})
+	st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p")
+	if st.NextScheduleTime == nil {
+		t.Errorf("the last valid version is no longer scheduled: %+v", st)
+	}
+
+	// A removed manifest stops being scheduled; its backups stay.
+	os.Remove(filepath.Join(e.config, "p.yaml"))
+	waitFor(t, "the status sidecar of a removed manifest to go", 30*time.Second, func() bool {
+		_, err := os.Stat(statusPath)
+		return os.IsNotExist(err)
+	})
+	if n := len(manifestsUnder(t, filepath.Join(e.root, "backups"))); n != 1 {
+		t.Errorf("%d snapshots after removing the policy, want 1", n)
+	}
+
+	// SIGTERM stops it cleanly.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("agent exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent did not stop on SIGTERM\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"agent stopped"`) {
+		t.Errorf("log lacks the clean stop:\n%s", logs.String())
+	}
+}
