@@ -510,4 +510,3 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		wake.Reset(next)
 	}
 }
-

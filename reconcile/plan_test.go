@@ -428,16 +428,16 @@ func TestCompute(t *testing.T) {
 			wake: dst(30, 1, 0),
 		},
 		{
-			// 02:00 does not exist in Berlin on 2026-03-29. v1.Schedule (robfig/cron)
-			// skips the slot rather than running it at 03:00 CEST as Vixie cron
-			// does; this pins that behaviour so that a change to it is seen.
-			name: "spring forward: a daily slot inside the missing hour is skipped that day",
+			// 02:00 does not exist in Berlin on 2026-03-29: the slot runs
+			// when the clock jumps to 03:00 CEST (01:00 UTC), as cron does.
+			name: "spring forward: a daily slot inside the missing hour runs when the clock jumps",
 			world: World{
 				Policies: []*v1.BackupPolicy{policy("web", "0 2 * * *", inZone("Europe/Berlin"))},
 				Records:  map[string]PolicyRecord{"web": succeeded(dst(28, 1, 0))}, // 02:00 CET
 				Now:      dst(29, 12, 0),
 			},
-			plans: map[string]PolicyPlan{"web": {"web", false, dst(30, 0, 0), ReasonWaitingForSchedule}},
+			want:  []Action{{ActionBackup, "web", dst(29, 1, 0), ReasonScheduled}},
+			plans: map[string]PolicyPlan{"web": {"web", true, dst(30, 0, 0), ReasonScheduled}},
 			wake:  dst(30, 0, 0),
 		},
 		{

@@ -3,6 +3,7 @@ package v1
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -43,6 +44,10 @@ func ParseSchedule(expr, tz string) (*Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid schedule %q: %v", expr, err)
 	}
+	if ss, ok := spec.(*cron.SpecSchedule); ok {
+		// Next works on wall-clock times carried in UTC fields.
+		ss.Location = time.UTC
+	}
 	return &Schedule{expr: e, loc: loc, spec: spec}, nil
 }
 
@@ -51,16 +56,67 @@ func LoadTimeZone(tz string) (*time.Location, error) {
 	if tz == "" {
 		return time.UTC, nil
 	}
+	if loc, ok := zones.Load(tz); ok {
+		return loc.(*time.Location), nil
+	}
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
 		return nil, fmt.Errorf("unknown time zone %q", tz)
 	}
+	zones.Store(tz, loc)
 	return loc, nil
 }
 
+// zones caches loaded time zones: the planner parses every policy's
+// schedule on every pass, and loading a zone reads the zone database.
+var zones sync.Map
+
 // Next returns the first scheduled time strictly after t.
+//
+// Cron expressions follow the wall clock of the schedule's time zone, as
+// cron does: a time that does not exist that day (the hour skipped when
+// clocks spring forward) runs at the moment the clock jumps; a time that
+// occurs twice (the hour repeated when clocks fall back) runs once, at its
+// first occurrence. @every durations count real time.
 func (s *Schedule) Next(t time.Time) time.Time {
-	return s.spec.Next(t.In(s.loc))
+	spec, ok := s.spec.(*cron.SpecSchedule)
+	if !ok {
+		return s.spec.Next(t)
+	}
+	lt := t.In(s.loc)
+	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	for {
+		wall = spec.Next(wall)
+		if wall.IsZero() {
+			return wall
+		}
+		if abs := s.instant(wall); abs.After(t) {
+			return abs
+		}
+	}
+}
+
+// instant maps a wall-clock time (carried in UTC fields) to the real
+// instant in the schedule's zone: the first occurrence of a repeated time,
+// the end of the gap for a skipped one.
+func (s *Schedule) instant(wall time.Time) time.Time {
+	abs := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, s.loc)
+	if got := abs.In(s.loc); got.Hour() != wall.Hour() || got.Minute() != wall.Minute() || got.Day() != wall.Day() {
+		// In the gap: run when the new offset starts.
+		start, _ := abs.ZoneBounds()
+		if !start.IsZero() && start.Before(abs) {
+			return start
+		}
+		return abs
+	}
+	// A repeated time: prefer its earlier occurrence.
+	for _, back := range []time.Duration{time.Hour, 30 * time.Minute, 2 * time.Hour} {
+		e := abs.Add(-back).In(s.loc)
+		if e.Hour() == wall.Hour() && e.Minute() == wall.Minute() && e.Day() == wall.Day() {
+			return abs.Add(-back)
+		}
+	}
+	return abs
 }
 
 // Location is the schedule's time zone.

@@ -87,7 +87,9 @@ func TestScheduleNext(t *testing.T) {
 			from: time.Date(2025, 3, 28, 12, 0, 0, 0, utc),
 			want: []time.Time{
 				time.Date(2025, 3, 29, 1, 0, 0, 0, utc), // 02:00 CET
-				// 2025-03-30 02:00 does not exist in Berlin (see the DST test).
+				// 2025-03-30 02:00 does not exist in Berlin: it runs when
+				// the clock jumps to 03:00 CEST (see the DST test).
+				time.Date(2025, 3, 30, 1, 0, 0, 0, utc), // 03:00 CEST
 				time.Date(2025, 3, 31, 0, 0, 0, 0, utc), // 02:00 CEST
 			},
 		},
@@ -102,31 +104,41 @@ func TestScheduleNext(t *testing.T) {
 			},
 		},
 		{
-			// robfig/cron skips a wall-clock time that does not exist: on
-			// the spring-forward day (02:00 -> 03:00) a daily 02:30 does
-			// not run at all. If ParseSchedule learns to run it at 03:00
-			// instead, this case changes.
+			// On the spring-forward day (02:00 -> 03:00) 02:30 does not
+			// exist: a daily 02:30 runs when the clock jumps, as cron does,
+			// instead of being skipped that day.
 			name: "DST spring forward: daily 02:30 in Berlin",
 			expr: "30 2 * * *",
 			tz:   "Europe/Berlin",
 			from: time.Date(2025, 3, 29, 3, 0, 0, 0, berlin),
 			want: []time.Time{
+				time.Date(2025, 3, 30, 1, 0, 0, 0, utc), // 03:00 CEST
 				time.Date(2025, 3, 31, 2, 30, 0, 0, berlin),
 				time.Date(2025, 4, 1, 2, 30, 0, 0, berlin),
 			},
 		},
 		{
-			// On fall-back (02:00 EDT -> 01:00 EST) an hourly schedule runs
-			// once per real hour: 01:00 EDT and 01:00 EST, no gap, no burst.
+			// On fall-back (02:00 EDT -> 01:00 EST) the wall clock shows
+			// 01:00 twice; each wall-clock time runs once, at its first
+			// occurrence, so the repeated hour gives no second run.
 			name: "DST fall back: hourly in New York",
 			expr: "0 * * * *",
 			tz:   "America/New_York",
 			from: time.Date(2025, 11, 2, 0, 30, 0, 0, newYork),
 			want: []time.Time{
 				time.Date(2025, 11, 2, 5, 0, 0, 0, utc), // 01:00 EDT
-				time.Date(2025, 11, 2, 6, 0, 0, 0, utc), // 01:00 EST
 				time.Date(2025, 11, 2, 7, 0, 0, 0, utc), // 02:00 EST
 				time.Date(2025, 11, 2, 8, 0, 0, 0, utc), // 03:00 EST
+			},
+		},
+		{
+			name: "DST fall back: daily 01:30 in New York runs once",
+			expr: "30 1 * * *",
+			tz:   "America/New_York",
+			from: time.Date(2025, 11, 1, 12, 0, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2025, 11, 2, 5, 30, 0, 0, utc), // 01:30 EDT
+				time.Date(2025, 11, 3, 6, 30, 0, 0, utc), // 01:30 EST, the next day
 			},
 		},
 	}

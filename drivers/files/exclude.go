@@ -8,32 +8,7 @@ import (
 )
 
 // An excluder decides which entries the exclude patterns of a FilesSource
-// leave out of the archive.
-//
-// The rule, as documented to users:
-//
-//   - Patterns use doublestar syntax: * and ? match within one path
-//     component, ** matches any number of components (zero included), [abc]
-//     and {a,b} work as in a shell, and \ escapes a special character.
-//   - A pattern that starts with "/" is matched against the entry's absolute
-//     path: "/var/www/tmp" excludes that directory and everything below it,
-//     "/var/www/*.bak" the .bak files directly in /var/www.
-//   - Any other pattern is matched against the path relative to the
-//     filesystem root (var/www/index.html) and may match at any depth, as if
-//     it started with "**/": "*.log" and "**/*.log" both exclude every .log
-//     file, "www/tmp" excludes /var/www/tmp and /srv/www/tmp.
-//   - A pattern that ends in "/**" excludes the contents of the directories
-//     it names but keeps the directories themselves (stored empty, so a
-//     restore recreates them with their owner and mode): "**/cache/**" empties
-//     every directory named cache.
-//   - A pattern that ends in "/" matches directories only: "build/" excludes
-//     directories named build, not files.
-//   - An excluded directory is not descended into, so everything below it is
-//     excluded too. A configured path that is excluded by a pattern, itself
-//     or through one of its parent directories, is left out with a warning.
-//
-// Matching is case-sensitive and a leading dot is not special (* matches
-// .hidden).
+// leave out of the archive, by the rule given in the package documentation.
 type excluder struct {
 	patterns []excludePattern
 }

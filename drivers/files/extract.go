@@ -268,7 +268,12 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		case lerr != nil:
 			err = lerr
 		case fi.IsDir():
+			// Restore into it even if it is read-only; finishDirs gives
+			// it the archived mode.
 			err = nil
+			if fi.Mode().Perm()&0o700 != 0o700 {
+				err = x.root.Chmod(name, fi.Mode()|0o700)
+			}
 		default:
 			if err = x.remove(name); err == nil {
 				err = x.root.Mkdir(name, 0o700)

@@ -5,6 +5,32 @@
 // The archive is readable by any tar: entry names are the absolute paths
 // without their leading "/" (var/www/index.html), as GNU tar writes them, so
 // `tar -xf files.tar -C /restore` recreates /restore/var/www/index.html.
+//
+// # Exclude patterns
+//
+// The exclude patterns of a files source follow this rule:
+//
+//   - Patterns use doublestar syntax: * and ? match within one path
+//     component, ** matches any number of components (zero included), [abc]
+//     and {a,b} work as in a shell, and \ escapes a special character.
+//     Matching is case-sensitive and a leading dot is not special (*
+//     matches .hidden).
+//   - A pattern that starts with "/" is matched against the entry's absolute
+//     path: "/var/www/tmp" excludes that directory and everything below it,
+//     "/var/www/*.bak" the .bak files directly in /var/www.
+//   - Any other pattern is matched against the path relative to the
+//     filesystem root (var/www/index.html) and may match at any depth, as if
+//     it started with "**/": "*.log" and "**/*.log" both exclude every .log
+//     file, "www/tmp" excludes /var/www/tmp and /srv/www/tmp.
+//   - A pattern that ends in "/**" excludes the contents of the directories
+//     it names but keeps the directories themselves (stored empty, so that a
+//     restore recreates them with their owner and mode): "**/cache/**"
+//     empties every directory named cache.
+//   - A pattern that ends in "/" matches directories only: "build/" excludes
+//     directories named build, not files.
+//   - An excluded directory is not descended into, so everything below it is
+//     left out too. A configured path that a pattern excludes, itself or
+//     through a directory above it, is left out with a warning.
 package files
 
 import (
@@ -113,7 +139,7 @@ func abort(w io.WriteCloser, err error) {
 //     names, and the mtime to the nanosecond are kept. A configured path
 //     that is itself a symlink is stored as a symlink, with a warning.
 //
-// spec.Exclude is applied as described at excluder. With
+// spec.Exclude is applied by the rule in the package documentation. With
 // spec.OneFileSystem, a directory on another device than the configured path
 // it was reached from (a mount point) is stored as an empty directory.
 //

@@ -778,3 +778,55 @@ func BenchmarkWriteTar(b *testing.B) {
 		})
 	}
 }
+
+func TestSymlinkOnTheWayToConfiguredPath(t *testing.T) {
+	src := makeTree(t, t.TempDir())
+	if err := os.Symlink("dir", filepath.Join(src, "linkdir")); err != nil {
+		t.Fatal(err)
+	}
+	s := src[1:]
+	tests := []struct {
+		name  string
+		paths []string
+		want  []string
+	}{
+		{"below a walked symlink", []string{src + "/bin", src + "/linkdir/sub"}, []string{
+			s + "/bin/", s + "/bin/run.sh", s + "/bin/suid",
+			s + "/linkdir/sub/", s + "/linkdir/sub/cache/", s + "/linkdir/sub/deep.txt",
+		}},
+		{"the symlink is walked", []string{src, src + "/linkdir/sub"}, nil},
+	}
+	for _, tt := range tests {
+		spec := treeSpec(src)
+		spec.Paths = tt.paths
+		archive, stats := writeTarBuf(t, spec, Options{})
+		hdrs := readHeaders(t, archive)
+		got := slices.DeleteFunc(names(hdrs), func(n string) bool { return !strings.HasPrefix(n, s+"/") })
+		if len(stats.Warnings) != 0 {
+			t.Errorf("%s: warnings %q", tt.name, stats.Warnings)
+		}
+		if tt.want != nil {
+			// The parents of the configured paths, linkdir included, are directories.
+			want := append([]string{s + "/"}, tt.want[:3]...)
+			want = append(want, s+"/linkdir/")
+			want = append(want, tt.want[3:]...)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s:\n got %q\nwant %q", tt.name, got, want)
+			}
+		} else {
+			// Everything of src, with linkdir stored as the directory it
+			// leads to, walked only toward the configured path.
+			want := slices.Clone(wantNames(src)[len(ancestors(src)):])
+			i := slices.Index(want, s+"/rel-link")
+			want = slices.Insert(want, i, s+"/linkdir/", s+"/linkdir/sub/", s+"/linkdir/sub/cache/", s+"/linkdir/sub/deep.txt")
+			if !slices.Equal(got, want) {
+				t.Errorf("%s:\n got %q\nwant %q", tt.name, got, want)
+			}
+		}
+		for _, h := range hdrs {
+			if h.Name == s+"/linkdir/" && h.Typeflag != tar.TypeDir {
+				t.Errorf("%s: linkdir stored as type %q", tt.name, h.Typeflag)
+			}
+		}
+	}
+}

@@ -171,6 +171,9 @@ func (w *walker) visit(ctx context.Context, dirfd int, dir, name string, typ fs.
 		return w.emit(ctx, &entry{hdr: w.header(abs, &st), fd: -1})
 	}
 	// Sockets are recreated by whatever listens on them.
+	if top {
+		return w.warn(ctx, fmt.Sprintf("path %s is a socket: skipped", abs))
+	}
 	return nil
 }
 

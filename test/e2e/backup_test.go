@@ -44,9 +44,9 @@ func makeTree(t *testing.T, root string, bigSize int64) {
 	mk("www/bin/run.sh", []byte("#!/bin/sh\necho run\n"), 0o755, old)
 	mk("www/data/random.bin", random, 0o640, old)
 	mk("www/deep/a/b/c/d/e/leaf.txt", []byte("leaf\n"), 0o644, old)
-	mk("www/access.log", []byte("GET /\n"), 0o644, old)               // excluded: **/*.log
-	mk("www/app/cache/page.html", []byte("cached\n"), 0o644, old)     // excluded: **/cache/**
-	mk("www/app/logs/deep/error.log", []byte("boom\n"), 0o644, old)   // excluded: **/*.log
+	mk("www/access.log", []byte("GET /\n"), 0o644, old)             // excluded: **/*.log
+	mk("www/app/cache/page.html", []byte("cached\n"), 0o644, old)   // excluded: **/cache/**
+	mk("www/app/logs/deep/error.log", []byte("boom\n"), 0o644, old) // excluded: **/*.log
 	if err := os.MkdirAll(filepath.Join(root, "www/empty"), 0o750); err != nil {
 		t.Fatal(err)
 	}
