@@ -114,8 +114,17 @@ func (r *PassResult) ExitCode() int {
 
 // Once runs one reconcile pass and waits for every run it started.
 func (a *Agent) Once(ctx context.Context) (*PassResult, error) {
-	return a.pass(ctx, true, nil)
+	return a.pass(ctx, passOnce, nil)
 }
+
+// passMode says what a pass does besides planning and writing statuses.
+type passMode int
+
+const (
+	passAsync      passMode = iota // start what is due; runs signal when they end
+	passOnce                       // start what is due and wait for it
+	passStatusOnly                 // start nothing
+)
 
 // desired returns the policies and destinations to act on: the valid ones,
 // plus, for an object whose manifest became invalid, the last valid version
@@ -152,9 +161,10 @@ func (a *Agent) desired(cfg *Config) (pols map[string]*v1.BackupPolicy, dests ma
 }
 
 // pass reads the manifests, plans, starts what is due and writes the
-// statuses. With once it waits for the runs it started; otherwise each run
-// signals ended (if not nil) when it is over.
-func (a *Agent) pass(ctx context.Context, once bool, ended chan<- struct{}) (*PassResult, error) {
+// statuses. In passOnce mode it waits for the runs it started; in passAsync
+// mode each run signals ended (if not nil) when it is over.
+func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) (*PassResult, error) {
+	once := mode == passOnce
 	cfg, err := LoadConfig(a.opts.ConfigDir)
 	if err != nil {
 		return nil, fmt.Errorf("read config directory: %w", err)
@@ -197,7 +207,7 @@ func (a *Agent) pass(ctx context.Context, once bool, ended chan<- struct{}) (*Pa
 	var resMu sync.Mutex
 	var wg sync.WaitGroup
 	for _, act := range plan.Actions {
-		if act.Type != ActionBackup {
+		if act.Type != ActionBackup || mode == passStatusOnly {
 			continue
 		}
 		p := pols[act.Policy]
@@ -476,6 +486,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			a.log.Info("agent stopping: waiting for runs in flight to wind down")
 			a.wg.Wait()
+			// Record how the abandoned runs ended.
+			if _, err := a.pass(context.WithoutCancel(ctx), passStatusOnly, nil); err != nil {
+				a.log.Error("final status", "err", err)
+			}
 			a.log.Info("agent stopped")
 			return nil
 		case ev := <-watcher.Events:
@@ -494,7 +508,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		case <-wake.C:
 		case <-done:
 		}
-		res, err := a.pass(ctx, false, done)
+		res, err := a.pass(ctx, passAsync, done)
 		next := time.Minute
 		if err != nil {
 			a.log.Error("reconcile failed", "err", err)

@@ -830,3 +830,36 @@ func TestSymlinkOnTheWayToConfiguredPath(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkExtract(b *testing.B) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	data := make([]byte, 16<<10)
+	if _, err := rand.Read(data); err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for d := range 20 {
+		dir := "srv/data/d" + string(rune('a'+d)) + "/"
+		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 100 {
+			size := 1<<10 + (i*7919)%(15<<10)
+			if err := tw.WriteHeader(&tar.Header{Name: dir + "f" + time.Duration(i).String(), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)}); err != nil {
+				b.Fatal(err)
+			}
+			tw.Write(data[:size])
+			total += int64(size)
+		}
+	}
+	tw.Close()
+	archive := buf.Bytes()
+	b.SetBytes(total)
+	target := b.TempDir()
+	for b.Loop() {
+		if _, err := Extract(context.Background(), bytes.NewReader(archive), target, ExtractOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func TestAgentWatchesConfigDirectory(t *testing.T) {
 	e := newEnv(t)
 	smallTree(t, e)
 	cmd := e.command("--log-format", "json")
-	var logs bytes.Buffer
+	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -92,4 +93,83 @@ func TestAgentWatchesConfigDirectory(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"agent stopped"`) {
 		t.Errorf("log lacks the clean stop:\n%s", logs.String())
 	}
+}
+
+func TestSIGTERMAbandonsRunInFlight(t *testing.T) {
+	e := newEnv(t)
+	// A large sparse file keeps the run busy for a while.
+	os.MkdirAll(filepath.Join(e.root, "src"), 0o755)
+	big, err := os.Create(filepath.Join(e.root, "src", "huge.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(64 << 30)
+	big.Close()
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+smallPolicy("p", "disk"))
+
+	cmd := e.command("--log-format", "json")
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor(t, "the run to start", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), `"msg":"source started"`)
+	})
+	// Let some data reach the destination, then stop the agent.
+	waitFor(t, "data on the destination", 30*time.Second, func() bool {
+		var found bool
+		filepath.Walk(filepath.Join(e.root, "backups"), func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+				found = true
+			}
+			return nil
+		})
+		return found
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("agent exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("agent did not stop on SIGTERM\n%s", logs.String())
+	}
+	// Nothing partial is published, and no data is left behind.
+	var left []string
+	filepath.Walk(filepath.Join(e.root, "backups"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("files left on the destination after an abandoned run: %v", left)
+	}
+	st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p")
+	if st.LastRun == nil || st.LastRun.Result != v1.ResultFailed || st.LastSuccessfulTime != nil {
+		t.Errorf("status after an abandoned run: %+v", st.LastRun)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a reader test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
