@@ -15,15 +15,17 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/aegis-agent
 
 # Every test, unit and end to end. hack/deps.sh installs the tools the tests
-# use (tar, zstd, gzip, openssl) when they are missing.
+# use (tar, zstd, gzip, openssl, age) when they are missing; hack/test-env.sh
+# installs and starts the real servers (hack/server-*.sh) on 127.0.0.1 for
+# the duration of the run.
 test: deps build
-	$(GO) test -count=1 -timeout 30m ./...
+	./hack/test-env.sh $(GO) test -count=1 -timeout 45m ./...
 
 unit:
 	$(GO) test -count=1 -short ./api/... ./reconcile/... ./drivers/...
 
-e2e: build
-	$(GO) test -count=1 -timeout 30m ./test/e2e/...
+e2e: deps build
+	./hack/test-env.sh $(GO) test -count=1 -timeout 45m ./test/e2e/...
 
 lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -636,29 +636,3 @@ func fmtTime(t *time.Time) string {
 	return t.Local().Format(time.DateTime)
 }
 
-func notYet(what string) error {
-	return invalid(fmt.Errorf("%s is not supported yet by this build of aegis-agent", what))
-}
-
-func newPruneCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "prune [POLICY]",
-		Short:   "Apply retention now",
-		Example: "  aegis-agent prune web --dry-run",
-		Args:    cobra.MaximumNArgs(1),
-		RunE:    func(*cobra.Command, []string) error { return notYet("prune") },
-	}
-	cmd.Flags().Bool("dry-run", false, "show what would be deleted")
-	cmd.Flags().Bool("json", false, "print JSON")
-	return cmd
-}
-
-func newInitCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "init",
-		Short:   "The guided setup: asks, validates each answer, writes manifests",
-		Example: "  aegis-agent init",
-		Args:    cobra.NoArgs,
-		RunE:    func(*cobra.Command, []string) error { return notYet("init") },
-	}
-}

@@ -57,8 +57,9 @@ const maxListed = 20
 //
 // Regular files, directories, symlinks, hard links and FIFOs are recreated,
 // and device nodes when the privilege allows, with their mode (setuid,
-// setgid and sticky bits included) and mtime; directories get theirs at the
-// end, deepest first, so that read-only directories can be filled. When
+// setgid and sticky bits included) and mtime (not for symlinks, which get
+// the time of the extraction); directories get theirs at the end, deepest
+// first, so that read-only directories can be filled. When
 // running as root, owners are restored too: by user and group name when
 // that name exists on this host, else by numeric id. All-zero 64 KiB blocks
 // of regular files are left as holes. An existing entry in target is

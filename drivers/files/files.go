@@ -141,10 +141,14 @@ func abort(w io.WriteCloser, err error) {
 //
 // spec.Exclude is applied by the rule in the package documentation. With
 // spec.OneFileSystem, a directory on another device than the configured path
-// it was reached from (a mount point) is stored as an empty directory.
+// it was reached from (a mount point) is stored as an empty directory. A
+// configured path below another one is reached even across such a mount
+// point, or through a symlink: the directories on the way to it are stored
+// as directories, and nothing else of them.
 //
-// A configured path that is missing, unreadable or not absolute, or an
-// invalid pattern, fails WriteTar before anything is written. Below the
+// A configured path that is missing or not absolute, or an invalid pattern,
+// fails WriteTar before anything is written; one that cannot be opened fails
+// it when the walk reaches it. Below the
 // configured paths, an entry that cannot be read or that vanishes is skipped
 // with a warning in the returned stats; a file that shrinks while it is read
 // is padded with zeros to its recorded size (with a warning), and one that
