@@ -635,4 +635,3 @@ func fmtTime(t *time.Time) string {
 	}
 	return t.Local().Format(time.DateTime)
 }
-
