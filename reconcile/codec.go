@@ -2,14 +2,16 @@ package reconcile
 
 import (
 	"bufio"
-	"crypto/sha256"
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 
 	"filippo.io/age"
@@ -25,8 +27,9 @@ type codec struct {
 	level       int
 	encryption  string // age, openssl, none
 	recipients  []age.Recipient
-	recipientsS []string
-	keyID       string
+	keyIDs      []string
+	pass        []byte // openssl passphrase
+	iterations  int
 }
 
 // newCodec resolves a policy's compression and encryption, reading the
@@ -66,11 +69,19 @@ func newCodec(p *v1.BackupPolicy) (*codec, error) {
 				return nil, fmt.Errorf("spec.encryption.age: recipient %q: %v", r, err)
 			}
 			c.recipients = append(c.recipients, rec)
+			c.keyIDs = append(c.keyIDs, AgeKeyID(r))
 		}
-		sort.Strings(recips)
-		c.recipientsS = recips
-		sum := sha256.Sum256([]byte(strings.Join(recips, "\n")))
-		c.keyID = "age-" + hex.EncodeToString(sum[:6])
+	case "openssl":
+		pass, err := readOpenSSLPassphrase(enc.OpenSSL.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("spec.encryption.openssl.keyFile: %w", err)
+		}
+		c.pass = pass
+		c.keyIDs = []string{OpenSSLKeyID(pass)}
+		c.iterations = enc.OpenSSL.Iterations
+		if c.iterations == 0 {
+			c.iterations = DefaultOpenSSLIterations
+		}
 	case "none":
 	default:
 		return nil, fmt.Errorf("encryption %q: %w", c.encryption, errNotSupported)
@@ -131,7 +142,13 @@ func (c *codec) suffix() string {
 // manifestCodecs describes the codec for the snapshot manifest.
 func (c *codec) manifestCodecs() (comp, enc v1.SnapshotCodec) {
 	comp = v1.SnapshotCodec{Algorithm: c.compression, Level: c.level}
-	enc = v1.SnapshotCodec{Algorithm: c.encryption, KeyID: c.keyID, Recipients: c.recipientsS}
+	enc = v1.SnapshotCodec{Algorithm: c.encryption, Iterations: c.iterations}
+	if len(c.keyIDs) > 0 {
+		enc.KeyID = c.keyIDs[0]
+	}
+	if len(c.keyIDs) > 1 {
+		enc.KeyIDs = c.keyIDs
+	}
 	return comp, enc
 }
 
@@ -148,6 +165,13 @@ func (c *codec) encode(w io.Writer) (io.WriteCloser, error) {
 		}
 		closers = append(closers, ew)
 		out = ew
+	case "openssl":
+		ow, err := newOpenSSLWriter(w, c.pass, c.iterations)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, ow)
+		out = ow
 	case "none":
 	default:
 		return nil, fmt.Errorf("encryption %q: %w", c.encryption, errNotSupported)
@@ -196,9 +220,9 @@ func (c *chainWriter) Close() error {
 	return errors.Join(errs...)
 }
 
-// decoder undoes what encode did. Identities are needed for age.
+// decoder undoes what encode did, with the keys of a key ring.
 type decoder struct {
-	identities []age.Identity
+	keys *KeyRing
 }
 
 // decode returns a reader of the raw stream of an object stored with the
@@ -207,14 +231,21 @@ func (d *decoder) decode(m *v1.SnapshotManifest, r io.Reader) (io.ReadCloser, er
 	in := r
 	switch m.Encryption.Algorithm {
 	case "age":
-		if len(d.identities) == 0 {
-			return nil, fmt.Errorf("snapshot %s is encrypted with age (key %s): pass --identity FILE", m.ID, m.Encryption.KeyID)
-		}
-		dr, err := age.Decrypt(r, d.identities...)
+		dr, err := d.ageDecrypt(m, r)
 		if err != nil {
-			return nil, fmt.Errorf("decrypt snapshot %s (key %s): %w", m.ID, m.Encryption.KeyID, err)
+			return nil, err
 		}
 		in = dr
+	case "openssl":
+		pass, err := d.keys.openSSLKey(m.Encryption.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
+		}
+		or, err := newOpenSSLReader(r, pass, m.Encryption.Iterations)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
+		}
+		in = or
 	case "none", "":
 	default:
 		return nil, fmt.Errorf("snapshot %s: encryption %q: %w", m.ID, m.Encryption.Algorithm, errNotSupported)
@@ -238,25 +269,26 @@ func (d *decoder) decode(m *v1.SnapshotManifest, r io.Reader) (io.ReadCloser, er
 	return nil, fmt.Errorf("snapshot %s: compression %q: %w", m.ID, m.Compression.Algorithm, errNotSupported)
 }
 
-// loadIdentities reads an age identity file (as age -i does), prompting for
-// nothing: passphrase-protected files come with issue-level support later.
-func loadIdentities(name string) ([]age.Identity, error) {
-	if name == "" {
-		return nil, nil
+// ageDecrypt opens an age stream with the key ring's identities.
+func (d *decoder) ageDecrypt(m *v1.SnapshotManifest, r io.Reader) (io.Reader, error) {
+	keys := m.Encryption.KeyIDs
+	if len(keys) == 0 {
+		keys = []string{m.Encryption.KeyID}
 	}
-	if err := checkSecretMode(name); err != nil {
-		return nil, err
+	if d.keys == nil || len(d.keys.identities) == 0 {
+		return nil, fmt.Errorf("snapshot %s is encrypted with age to key %s: pass its identity with --identity FILE (looked in: %s)",
+			m.ID, strings.Join(keys, ", "), d.keys.where())
 	}
-	f, err := os.Open(name)
+	dr, err := age.Decrypt(r, d.keys.identities...)
 	if err != nil {
-		return nil, err
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, fmt.Errorf("snapshot %s is encrypted to key %s, and none of the identities given matches it (looked in: %s)",
+				m.ID, strings.Join(keys, ", "), d.keys.where())
+		}
+		return nil, fmt.Errorf("decrypt snapshot %s: %w", m.ID, err)
 	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
-	if err != nil {
-		return nil, fmt.Errorf("identity file %s: %w", name, err)
-	}
-	return ids, nil
+	return dr, nil
 }
 
 // checkSecretMode refuses a key or secret file readable by group or others.
@@ -267,6 +299,109 @@ func checkSecretMode(name string) error {
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("secret file %s is readable by group or others (mode %04o); chmod 600 it", name, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// seal finishes a manifest for storage: in openssl mode it adds the HMAC;
+// in age mode it also returns the manifest encrypted to the recipients (the
+// sealed copy). body is the manifest file to write.
+func (c *codec) seal(m *v1.SnapshotManifest) (sealed, body []byte, err error) {
+	switch c.encryption {
+	case "openssl":
+		salt := make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, nil, err
+		}
+		m.HMAC = nil
+		canon, err := json.Marshal(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		mac, err := manifestHMAC(c.pass, salt, c.iterations, canon)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.HMAC = &v1.SnapshotHMAC{Algorithm: "HMAC-SHA256", Salt: hex.EncodeToString(salt), Value: hex.EncodeToString(mac)}
+	case "age":
+		canon, err := json.Marshal(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		var buf bytes.Buffer
+		w, err := age.Encrypt(&buf, c.recipients...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := w.Write(canon); err != nil {
+			return nil, nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, nil, err
+		}
+		sealed = buf.Bytes()
+	}
+	body, err = json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealed, append(body, '\n'), nil
+}
+
+// authenticate proves a manifest was written by a holder of the policy's
+// key before any of its objects is trusted: the HMAC in openssl mode, the
+// sealed copy in age mode. Unencrypted snapshots have nothing to check
+// beyond each object's SHA-256.
+func (d *decoder) authenticate(m *v1.SnapshotManifest, sealed func() ([]byte, error)) error {
+	switch m.Encryption.Algorithm {
+	case "openssl":
+		pass, err := d.keys.openSSLKey(m.Encryption.KeyID)
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", m.ID, err)
+		}
+		if m.HMAC == nil {
+			return fmt.Errorf("snapshot %s: the manifest has no HMAC: it was edited or is not from aegis", m.ID)
+		}
+		salt, err1 := hex.DecodeString(m.HMAC.Salt)
+		want, err2 := hex.DecodeString(m.HMAC.Value)
+		if err1 != nil || err2 != nil || m.HMAC.Algorithm != "HMAC-SHA256" {
+			return fmt.Errorf("snapshot %s: the manifest's HMAC is malformed: it was edited", m.ID)
+		}
+		c := *m
+		c.HMAC = nil
+		canon, err := json.Marshal(&c)
+		if err != nil {
+			return err
+		}
+		got, err := manifestHMAC(pass, salt, m.Encryption.Iterations, canon)
+		if err != nil {
+			return err
+		}
+		if !hmac.Equal(got, want) {
+			return fmt.Errorf("snapshot %s: the manifest fails its HMAC check: it was edited, or key %s is not the key it was written with", m.ID, m.Encryption.KeyID)
+		}
+	case "age":
+		enc, err := sealed()
+		if err != nil {
+			return fmt.Errorf("snapshot %s: read the sealed manifest: %w", m.ID, err)
+		}
+		r, err := d.ageDecrypt(m, bytes.NewReader(enc))
+		if err != nil {
+			return err
+		}
+		plain, err := io.ReadAll(io.LimitReader(r, 16<<20))
+		if err != nil {
+			return fmt.Errorf("snapshot %s: the sealed manifest does not decrypt: %w", m.ID, err)
+		}
+		var inner v1.SnapshotManifest
+		if err := json.Unmarshal(plain, &inner); err != nil {
+			return fmt.Errorf("snapshot %s: the sealed manifest is not valid: %w", m.ID, err)
+		}
+		a, _ := json.Marshal(&inner)
+		b, _ := json.Marshal(m)
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("snapshot %s: the manifest differs from its sealed copy: it was edited, or objects were swapped", m.ID)
+		}
 	}
 	return nil
 }

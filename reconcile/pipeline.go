@@ -1,14 +1,15 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -227,18 +228,33 @@ func (o *objectWriter) abort(err error) {
 // commit writes the manifest to every target that stored all objects. The
 // manifest is the commit: before it exists the snapshot is not listed.
 func (s *snapshotWriter) commit(ctx context.Context) {
-	body, err := json.MarshalIndent(&s.manifest, "", "  ")
+	sealed, body, err := s.codec.seal(&s.manifest)
 	if err != nil {
 		for _, t := range s.live() {
-			t.err = err
+			t.err = fmt.Errorf("seal manifest: %w", err)
 		}
 		return
 	}
-	body = append(body, '\n')
+	if sealed != nil {
+		// The sealed copy is a data object like the others: written before
+		// the manifest, removed with the snapshot.
+		skey := path.Join(path.Dir(s.manifest.ManifestKey()), v1.SealedManifestName)
+		for _, t := range s.live() {
+			start := time.Now()
+			n, err := t.dest.Put(ctx, skey, bytes.NewReader(sealed))
+			t.busy += time.Since(start)
+			if err != nil {
+				t.err = fmt.Errorf("store %s: %w", skey, err)
+				continue
+			}
+			t.bytes += n
+			t.keys = append(t.keys, skey)
+		}
+	}
 	key := s.manifest.ManifestKey()
 	for _, t := range s.live() {
 		start := time.Now()
-		n, err := t.dest.Put(ctx, key, strings.NewReader(string(body)))
+		n, err := t.dest.Put(ctx, key, bytes.NewReader(body))
 		t.busy += time.Since(start)
 		if err != nil {
 			t.err = fmt.Errorf("store %s: %w", key, err)

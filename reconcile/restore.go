@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -147,9 +148,9 @@ type RestoreOptions struct {
 	// Target is the directory each source is restored under, as
 	// TARGET/SOURCE/...
 	Target string
-	// IdentityFile holds age identities, for age-encrypted snapshots.
-	IdentityFile string
-	Logger       *slog.Logger
+	// Keys holds the age identities and openssl keys to decrypt with.
+	Keys   *KeyRing
+	Logger *slog.Logger
 }
 
 // incompleteMarker is left in a source's restore directory until the
@@ -170,11 +171,19 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 	if err := os.WriteFile(marker, []byte(note), 0o600); err != nil {
 		return total, err
 	}
-	ids, err := loadIdentities(opts.IdentityFile)
-	if err != nil {
+	dec := &decoder{keys: opts.Keys}
+	if err := dec.authenticate(m, sealedReader(ctx, dest, m)); err != nil {
 		return total, err
 	}
-	dec := &decoder{identities: ids}
+	if m.Encryption.Algorithm == "openssl" {
+		// CBC does not authenticate as it decrypts: check every object's
+		// SHA-256 before a byte of it is unpacked.
+		for _, ob := range m.Objects {
+			if err := checkObjectHash(ctx, dest, m, ob); err != nil {
+				return total, err
+			}
+		}
+	}
 	for _, ob := range m.Objects {
 		st, err := restoreObject(ctx, dest, m, ob, dec, dir)
 		total.Files += st.Files
@@ -186,6 +195,42 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 		}
 	}
 	return total, os.Remove(marker)
+}
+
+// sealedReader returns a function that reads a snapshot's sealed manifest.
+func sealedReader(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		key := path.Join(path.Dir(m.ManifestKey()), v1.SealedManifestName)
+		rc, err := dest.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(io.LimitReader(rc, 16<<20))
+	}
+}
+
+// checkObjectHash reads a stored object and compares its size and SHA-256
+// with the manifest, without decoding it.
+func checkObjectHash(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject) error {
+	where := fmt.Sprintf("snapshot %s, object %s", m.ID, ob.Key)
+	rc, err := dest.Get(ctx, m.ObjectKey(ob))
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return fmt.Errorf("%s: read: %w", where, err)
+	}
+	if n != ob.Size {
+		return fmt.Errorf("%s: stored size %d differs from the manifest's %d: the object is damaged", where, n, ob.Size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != ob.SHA256 {
+		return fmt.Errorf("%s: SHA-256 %s differs from the manifest's %s: the object is damaged or was replaced", where, got, ob.SHA256)
+	}
+	return nil
 }
 
 // openObject opens a data object, checks its size, and returns the decoded
@@ -206,13 +251,17 @@ func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotMan
 		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
 	}
 	hr := &hashReader{r: rc, h: sha256.New()}
-	raw, err := dec.decode(m, hr)
+	dr, err := dec.decode(m, hr)
 	if err != nil {
 		rc.Close()
 		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
 	}
+	raw := &countReader{ReadCloser: dr}
 	check := func() error {
-		// Drain what the decoder did not need (padding, trailers).
+		// Read what the consumer did not need (tar padding, trailers), so
+		// the counts and the hash cover every byte. A damaged object is
+		// reported by its hash first: that says more than a decoder error.
+		_, derr := io.Copy(io.Discard, raw)
 		if _, err := io.Copy(io.Discard, hr); err != nil {
 			return fmt.Errorf("%s: read: %w", where, err)
 		}
@@ -221,6 +270,12 @@ func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotMan
 		}
 		if got := hex.EncodeToString(hr.h.Sum(nil)); got != ob.SHA256 {
 			return fmt.Errorf("%s: SHA-256 %s differs from the manifest's %s: the object is damaged or was replaced", where, got, ob.SHA256)
+		}
+		if derr != nil {
+			return fmt.Errorf("%s: %w", where, derr)
+		}
+		if raw.n != ob.RawSize {
+			return fmt.Errorf("%s: decodes to %d bytes, the manifest says %d: the object is damaged", where, raw.n, ob.RawSize)
 		}
 		return nil
 	}
@@ -245,10 +300,10 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 	default:
 		st, err = writeRaw(raw, dir, ob.Name)
 	}
-	if err != nil {
-		return st, err
+	if cerr := check(); cerr != nil {
+		return st, cerr
 	}
-	return st, check()
+	return st, err
 }
 
 // writeRaw stores a non-tar object (a database dump) as one file.
@@ -279,15 +334,14 @@ type VerifyResult struct {
 
 // Verify reads every object of a snapshot back from dest, checks size and
 // SHA-256, decrypts, decompresses and parses it to the end, writing nothing.
-func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, identityFile string) VerifyResult {
+func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, keys *KeyRing) VerifyResult {
 	res := VerifyResult{Snapshot: snap}
-	ids, err := loadIdentities(identityFile)
-	if err != nil {
+	dec := &decoder{keys: keys}
+	m := snap.Manifest
+	if err := dec.authenticate(m, sealedReader(ctx, dest, m)); err != nil {
 		res.Err = err
 		return res
 	}
-	dec := &decoder{identities: ids}
-	m := snap.Manifest
 	for _, ob := range m.Objects {
 		raw, check, closeFn, err := openObject(ctx, dest, m, ob, dec)
 		if err != nil {
@@ -319,8 +373,8 @@ func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, identi
 		} else {
 			n, err = io.Copy(io.Discard, raw)
 		}
-		if err == nil {
-			err = check()
+		if cerr := check(); cerr != nil {
+			err = cerr
 		}
 		closeFn()
 		if err != nil {
@@ -331,6 +385,17 @@ func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, identi
 		res.Bytes += n
 	}
 	return res
+}
+
+type countReader struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 type hashReader struct {

@@ -41,16 +41,31 @@ type SnapshotManifest struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	Agent       string            `json:"agent"`
+	// HMAC authenticates the manifest in openssl mode (see docs/format.md).
+	HMAC *SnapshotHMAC `json:"hmac,omitempty"`
 }
+
+// SnapshotHMAC is an HMAC-SHA256 over the manifest with this field left
+// out, keyed from the openssl passphrase through PBKDF2 with Salt.
+type SnapshotHMAC struct {
+	Algorithm string `json:"algorithm"`
+	Salt      string `json:"salt"`
+	Value     string `json:"value"`
+}
+
+// SealedManifestName is, in age mode, the manifest encrypted to the same
+// recipients as the data: verify and restore, which hold the identity,
+// compare it with the plain manifest to detect an edited one.
+const SealedManifestName = "manifest.json.age"
 
 // SnapshotCodec names a compression or encryption step.
 type SnapshotCodec struct {
 	Algorithm string `json:"algorithm"`
 	Level     int    `json:"level,omitempty"`
-	// KeyID names the key the data was encrypted with.
-	KeyID string `json:"keyId,omitempty"`
-	// Recipients are the age public keys the data was encrypted to.
-	Recipients []string `json:"recipients,omitempty"`
+	// KeyID names the key the data was encrypted with (for age, the first
+	// recipient); KeyIDs lists every age recipient's ID.
+	KeyID      string   `json:"keyId,omitempty"`
+	KeyIDs     []string `json:"keyIds,omitempty"`
 	Iterations int      `json:"iterations,omitempty"`
 }
 

@@ -34,6 +34,7 @@ type globals struct {
 	statusDir string
 	logFormat string
 	logLevel  string
+	keysDir   string
 	once      bool
 }
 
@@ -72,6 +73,7 @@ reconcile pass and exits.`,
 	pf.StringVar(&g.statusDir, "status-dir", envOr("AEGIS_STATUS_DIR", ""), "where status sidecars go; default beside each manifest (env AEGIS_STATUS_DIR)")
 	pf.StringVar(&g.logFormat, "log-format", envOr("AEGIS_LOG_FORMAT", "text"), "text or json (env AEGIS_LOG_FORMAT)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("AEGIS_LOG_LEVEL", "info"), "debug, info, warn or error (env AEGIS_LOG_LEVEL)")
+	pf.StringVar(&g.keysDir, "keys-dir", envOr("AEGIS_KEYS_DIR", "/etc/aegis/keys"), "key files: where keys generate/rotate write and restore/verify look (env AEGIS_KEYS_DIR)")
 	root.Flags().BoolVar(&g.once, "once", false, "run one reconcile pass and exit")
 
 	root.AddCommand(
@@ -409,11 +411,11 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 
 // selectOpts are the flags that choose a snapshot.
 type selectOpts struct {
-	snapshot string
-	source   string
-	from     string
-	host     string
-	identity string
+	snapshot   string
+	source     string
+	from       string
+	host       string
+	identities []string
 }
 
 func (s *selectOpts) register(cmd *cobra.Command) {
@@ -421,7 +423,23 @@ func (s *selectOpts) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.source, "source", "", "only this source")
 	cmd.Flags().StringVar(&s.from, "from", "", "read from this destination (default: the policy's first that has the snapshot)")
 	cmd.Flags().StringVar(&s.host, "host", "", "snapshots of this host (default: this host if it has any, else the only host there is)")
-	cmd.Flags().StringVar(&s.identity, "identity", "", "age identity file, for age-encrypted snapshots")
+	cmd.Flags().StringArrayVar(&s.identities, "identity", nil, "age identity or openssl key file (repeatable); the keys directory is searched too")
+}
+
+// keyRing gathers the keys restore and verify may use: --identity files,
+// the policy's openssl key file, and the keys directory.
+func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (*reconcile.KeyRing, error) {
+	files := append([]string(nil), s.identities...)
+	if p := cfg.Policy(policy); p != nil && p.Spec.Encryption != nil && p.Spec.Encryption.OpenSSL != nil {
+		if _, err := os.Stat(p.Spec.Encryption.OpenSSL.KeyFile); err == nil {
+			files = append(files, p.Spec.Encryption.OpenSSL.KeyFile)
+		}
+	}
+	kr, err := reconcile.LoadKeyRing(files, g.keysDir)
+	if err != nil {
+		return nil, failed(err)
+	}
+	return kr, nil
 }
 
 // find locates the snapshots of one run of policy on the first destination
@@ -490,13 +508,17 @@ written outside --target. A restore that stops early leaves a file named
 			if err != nil {
 				return err
 			}
+			keys, err := sel.keyRing(g, cfg, args[0])
+			if err != nil {
+				return err
+			}
 			d, snaps, err := sel.find(cmd.Context(), cfg, args[0])
 			if err != nil {
 				return err
 			}
 			defer d.Close()
 			for _, s := range snaps {
-				st, err := reconcile.Restore(cmd.Context(), d, s, reconcile.RestoreOptions{Target: target, IdentityFile: sel.identity})
+				st, err := reconcile.Restore(cmd.Context(), d, s, reconcile.RestoreOptions{Target: target, Keys: keys})
 				if err != nil {
 					return failed(fmt.Errorf("restore %s/%s from %s: %w", s.Manifest.Policy, s.Manifest.Source, s.Destination, err))
 				}
@@ -536,6 +558,10 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			}
 			bad := 0
 			for _, p := range policies {
+				keys, err := sel.keyRing(g, cfg, p)
+				if err != nil {
+					return err
+				}
 				d, snaps, err := sel.find(cmd.Context(), cfg, p)
 				if err != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s: %v\n", p, err)
@@ -543,7 +569,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 					continue
 				}
 				for _, s := range snaps {
-					r := reconcile.Verify(cmd.Context(), d, s, sel.identity)
+					r := reconcile.Verify(cmd.Context(), d, s, keys)
 					if r.Err != nil {
 						fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s/%s %s on %s: %v\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Err)
 						bad++

@@ -62,9 +62,6 @@ func Unsupported(p *v1.BackupPolicy, dests map[string]*v1.Destination) []string 
 			out = append(out, msg)
 		}
 	}
-	if e := p.Spec.Encryption; e != nil && e.Mode() == "openssl" {
-		out = append(out, "encryption openssl is not supported yet by this build of aegis-agent")
-	}
 	return out
 }
 

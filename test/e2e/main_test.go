@@ -101,6 +101,7 @@ func (e *env) command(args ...string) *exec.Cmd {
 		"AEGIS_STATE_DIR="+e.state,
 		"AEGIS_LOG_DIR="+e.logs,
 		"AEGIS_STATUS_DIR=",
+		"AEGIS_KEYS_DIR="+filepath.Join(e.root, "keys"),
 	)
 	return cmd
 }
