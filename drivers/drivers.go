@@ -33,6 +33,14 @@ type ObjectInfo struct {
 // rely on the server's complete-upload semantics). A reader therefore never
 // sees half an object, and the snapshot commit rule (data first, manifest
 // last) holds.
+//
+// Keys are clean, relative, slash-separated paths: not empty, no empty, "."
+// or ".." element, no leading or trailing slash; Put and Delete refuse any
+// other key before touching anything. Keys name objects only: a key that is
+// merely a prefix of others, or lies beneath an object, is missing. A Put
+// whose reader fails, or whose ctx ends before it commits, returns an error
+// wrapping the reader's error or ctx.Err() and leaves the key as it was.
+// drivers/drivertest checks all of this; every driver runs it.
 type Destination interface {
 	// Put stores everything read from r under key, replacing any object of
 	// that key, and returns the number of bytes stored.

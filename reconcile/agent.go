@@ -182,6 +182,11 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	if err != nil {
 		return nil, err
 	}
+	if a.seed(ctx, pols, dests, records) {
+		if records, err = a.store.Records(); err != nil {
+			return nil, err
+		}
+	}
 	now := a.opts.Now()
 	w := World{Records: map[string]PolicyRecord{}, Running: map[string]bool{}, Now: now, RetryAfter: a.opts.RetryAfter}
 	if once {
@@ -244,6 +249,59 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 		a.log.Error("write status", "err", err)
 	}
 	return res, nil
+}
+
+// seed fills in the times of policies the state store knows nothing about
+// from the snapshots their destinations hold, so that losing the state (or
+// moving to a new host with the same name) does not trigger a needless run:
+// the destinations are the truth. It reports whether it recorded anything.
+func (a *Agent) seed(ctx context.Context, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, records map[string]ObjectRecord) bool {
+	changed := false
+	for name, p := range pols {
+		rec := records[v1.KindBackupPolicy+"/"+name]
+		if rec.Seeded || !rec.Policy.LastAttemptTime.IsZero() || !rec.Policy.LastSuccessfulTime.IsZero() {
+			continue
+		}
+		var newest time.Time
+		for _, dn := range p.Spec.Destinations {
+			d, ok := dests[dn]
+			if !ok {
+				continue
+			}
+			drv, err := registry.Destination(d, registry.Options{Logger: a.log})
+			if err != nil {
+				continue
+			}
+			snaps, err := ListSnapshots(ctx, drv, dn, name)
+			drv.Close()
+			if err != nil {
+				a.log.Warn("cannot read snapshots to seed the schedule", "policy", name, "destination", dn, "err", err)
+				continue
+			}
+			for _, s := range snaps {
+				if s.Manifest.Host == a.opts.Host && s.Manifest.Time.After(newest) {
+					newest = s.Manifest.Time
+				}
+			}
+		}
+		err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
+			r.Seeded = true
+			if !newest.IsZero() {
+				r.Policy.LastSuccessfulTime = newest
+				r.Policy.LastScheduleTime = newest
+				r.Policy.LastResult = v1.ResultSucceeded
+			}
+		})
+		if err != nil {
+			a.log.Warn("record seeded times", "policy", name, "err", err)
+			continue
+		}
+		if !newest.IsZero() {
+			a.log.Info("no recorded state for policy: its newest snapshot on the destinations sets the schedule", "policy", name, "newest", newest)
+		}
+		changed = true
+	}
+	return changed
 }
 
 func (a *Agent) startRun(name string) bool {

@@ -24,6 +24,9 @@ type ObjectRecord struct {
 	LastCheckTime time.Time `json:"lastCheckTime"`
 	CheckError    string    `json:"checkError,omitempty"`
 	Checked       bool      `json:"checked"`
+	// Seeded is set once the times of a policy never seen before were
+	// looked up on its destinations (state lost, or a new host).
+	Seeded bool `json:"seeded,omitempty"`
 }
 
 // Store is the agent's recorded state: a bbolt database under the state

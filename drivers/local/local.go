@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/aegis-backup/aegis/drivers"
 )
@@ -32,10 +33,17 @@ func New(dir string) *Store {
 
 func (s *Store) path(key string) (string, error) {
 	clean := path.Clean("/" + key)
-	if clean == "/" || clean != "/"+key {
+	// A key naming a temporary file would be stored but never listed.
+	if clean == "/" || clean != "/"+key || strings.Contains(clean, "/"+tmpPrefix) {
 		return "", fmt.Errorf("invalid key %q", key)
 	}
 	return filepath.Join(s.root, filepath.FromSlash(clean)), nil
+}
+
+// notFound reports whether err means there is no file at a path: also when
+// part of the path is a file (a key beneath another key's object).
+func notFound(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // Put writes r to a temporary file beside the final one, syncs it and
@@ -47,12 +55,22 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return 0, err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, err
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
-	if err != nil {
-		return 0, err
+	var f *os.File
+	// A concurrent Delete removes directories that look empty, possibly
+	// one MkdirAll just made or found (it then fails with ENOENT or
+	// EEXIST); once the temporary file is in, dir stays.
+	for attempt := 1; ; attempt++ {
+		err = os.MkdirAll(dir, 0o700)
+		if err == nil {
+			f, err = os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+		}
+		if err == nil {
+			break
+		}
+		vanished := errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrExist)
+		if !vanished || attempt == 10 {
+			return 0, err
+		}
 	}
 	tmp := f.Name()
 	committed := false
@@ -63,6 +81,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		}
 	}()
 	n, err := io.Copy(f, ctxReader{ctx, r})
+	if err == nil {
+		// ctx may be done while the last Read blocked: do not commit.
+		err = ctx.Err()
+	}
 	if err != nil {
 		return n, err
 	}
@@ -88,7 +110,14 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	err = d.Sync()
+	// Some file systems (SMB/CIFS shares, some FUSE ones) cannot sync a
+	// directory: the rename is then as durable as they make it, and the
+	// object is in place, so Put must not report a failure.
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil
+	}
+	return err
 }
 
 // Get opens the file of key.
@@ -98,10 +127,21 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if notFound(err) {
 		return nil, fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	// A directory is a prefix of keys, not an object.
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
+	}
+	return f, nil
 }
 
 // Stat describes the file of key.
@@ -111,7 +151,7 @@ func (s *Store) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error
 		return drivers.ObjectInfo{}, err
 	}
 	fi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if notFound(err) || err == nil && !fi.Mode().IsRegular() {
 		return drivers.ObjectInfo{}, fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
 	}
 	if err != nil {
@@ -123,16 +163,36 @@ func (s *Store) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error
 // List walks the directory below prefix. A missing root lists nothing; any
 // other error fails the whole listing.
 func (s *Store) List(ctx context.Context, prefix string) ([]drivers.ObjectInfo, error) {
+	switch fi, err := os.Stat(s.root); {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("list %s: %w", s.root, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("list %s: not a directory", s.root)
+	}
 	var out []drivers.ObjectInfo
 	start := s.root
 	// Walk only the part of the tree the prefix can be in.
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		start = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
+		// Keys are clean paths: a prefix whose directory part is not
+		// (such as "../") matches none, and must not leave the root.
+		dir := prefix[:i]
+		if path.Clean("/"+dir) != "/"+dir {
+			return nil, nil
+		}
+		start = filepath.Join(s.root, filepath.FromSlash(dir))
 	}
 	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == start {
+			// The prefix's directory may be missing, or be an object
+			// ("a/b/" when "a" is one).
+			if p == start && notFound(err) {
 				return fs.SkipAll
+			}
+			// A directory a concurrent Delete removed held no objects.
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
 			}
 			return err
 		}
@@ -154,6 +214,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]drivers.ObjectInfo, 
 			return nil
 		}
 		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since the directory was read
+		}
 		if err != nil {
 			return err
 		}
@@ -173,10 +236,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A directory is a prefix of keys, not an object: leave it.
+	if fi, err := os.Lstat(p); notFound(err) || err == nil && fi.IsDir() {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !notFound(err) {
 		return err
 	}
-	for dir := filepath.Dir(p); dir != s.root && strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
+	// Stop at the root, also when it is "." and not a prefix of dir.
+	for dir := filepath.Dir(p); dir != s.root && dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break
 		}

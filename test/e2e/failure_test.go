@@ -318,3 +318,25 @@ func TestRestoreDetectsDamagedObject(t *testing.T) {
 		t.Errorf("damaged restore not marked incomplete: %v", err)
 	}
 }
+
+func TestLostStateIsRebuiltFromDestinations(t *testing.T) {
+	e := newEnv(t)
+	smallTree(t, e)
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+smallPolicy("p", "disk"))
+	e.run("--once").mustCode(t, 0)
+	if err := os.RemoveAll(e.state); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("--once")
+	r.mustCode(t, 0)
+	if !strings.Contains(r.stderr, "nothing was due") || !strings.Contains(r.stderr, "its newest snapshot on the destinations sets the schedule") {
+		t.Errorf("--once after losing the state:\n%s", r.stderr)
+	}
+	if n := len(manifestsUnder(t, filepath.Join(e.root, "backups"))); n != 1 {
+		t.Errorf("%d snapshots, want 1: losing the state must not cause a needless run", n)
+	}
+	st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p")
+	if st.LastSuccessfulTime == nil {
+		t.Errorf("status after rebuilding the state: %+v", st)
+	}
+}
