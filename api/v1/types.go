@@ -119,6 +119,26 @@ type BackupPolicySpec struct {
 	Encryption   *Encryption  `json:"encryption,omitempty"`
 	Retention    *Retention   `json:"retention,omitempty"`
 	Hooks        *Hooks       `json:"hooks,omitempty"`
+	Notify       *Notify      `json:"notify,omitempty"`
+}
+
+// Notify says who hears about the policy's runs: by default on a failure
+// and on the first success after failures (a recovery).
+type Notify struct {
+	Webhooks []WebhookNotify `json:"webhooks,omitempty" validate:"omitempty,dive"`
+	// Ping is a healthchecks.io-style URL: URL/start when a run starts, URL
+	// after a success, URL/fail after a failure. Pings go out on every run.
+	Ping string `json:"ping,omitempty" validate:"omitempty,url"`
+	// OnSuccess also sends the webhooks after every successful run.
+	OnSuccess bool `json:"onSuccess,omitempty"`
+}
+
+// WebhookNotify is a URL that receives a JSON body with the run's result.
+type WebhookNotify struct {
+	URL string `json:"url" validate:"required,url"`
+	// SecretFile holds the key of an HMAC-SHA256 signature of the body,
+	// sent in the X-Aegis-Signature header as sha256=HEX.
+	SecretFile string `json:"secretFile,omitempty" validate:"omitempty,abspath"`
 }
 
 // Source is one thing a policy backs up: exactly one of its blocks is set.

@@ -275,6 +275,11 @@ func (v *validation) policy(o *Object, s *BackupPolicySpec) {
 		}
 	}
 	v.hooks(o, "spec.hooks", s.Hooks)
+	if n := s.Notify; n != nil {
+		for i, w := range n.Webhooks {
+			v.secretFile(o, fmt.Sprintf("spec.notify.webhooks[%d].secretFile", i), w.SecretFile)
+		}
+	}
 }
 
 // source checks spec.sources[i]; first maps the names seen so far to their
