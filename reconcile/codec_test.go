@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"filippo.io/age/armor"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 )
@@ -144,7 +145,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	idFile := filepath.Join(t.TempDir(), "id.key")
 	os.WriteFile(idFile, []byte(ident.String()+"\n"), 0o600)
 	keyFile := writeKeyFile(t, "feedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedface")
-	keys, err := LoadKeyRing([]string{idFile, keyFile}, "")
+	keys, err := LoadKeyRing([]string{idFile, keyFile}, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestAgeWrongIdentity(t *testing.T) {
 	m := &v1.SnapshotManifest{ID: "x"}
 	m.Compression, m.Encryption = c.manifestCodecs()
 	for name, files := range map[string][]string{"none": nil, "wrong": {wrongFile}} {
-		keys, _ := LoadKeyRing(files, "")
+		keys, _ := LoadKeyRing(files, "", nil)
 		_, err := (&decoder{keys: keys}).decode(m, bytes.NewReader(stored.Bytes()))
 		if err == nil || !strings.Contains(err.Error(), AgeKeyID(right.Recipient().String())) {
 			t.Errorf("%s identity: err = %v, want one naming key %s", name, err, AgeKeyID(right.Recipient().String()))
@@ -228,8 +229,57 @@ func TestAgeWrongIdentity(t *testing.T) {
 func TestKeyFileModeRefused(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "k.key")
 	os.WriteFile(p, []byte(strings.Repeat("ab", 32)+"\n"), 0o644)
-	_, err := LoadKeyRing([]string{p}, "")
+	_, err := LoadKeyRing([]string{p}, "", nil)
 	if err == nil || !strings.Contains(err.Error(), "readable by group or others (mode 0644)") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestPassphraseProtectedIdentity: an identity file encrypted with a
+// passphrase (age -p, scrypt), binary or armored, opens with the passphrase
+// and refuses a wrong one.
+func TestPassphraseProtectedIdentity(t *testing.T) {
+	ident, _ := age.GenerateX25519Identity()
+	for _, armored := range []bool{false, true} {
+		var buf bytes.Buffer
+		sr, _ := age.NewScryptRecipient("correct horse battery staple")
+		sr.SetWorkFactor(10)
+		var out io.Writer = &buf
+		var aw io.WriteCloser
+		if armored {
+			aw = armor.NewWriter(&buf)
+			out = aw
+		}
+		w, err := age.Encrypt(out, sr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(ident.String() + "\n"))
+		w.Close()
+		if aw != nil {
+			aw.Close()
+		}
+		file := filepath.Join(t.TempDir(), "protected.key")
+		os.WriteFile(file, buf.Bytes(), 0o600)
+
+		info, _, _, err := ReadKeyFile(file)
+		if err != nil || !info.Protected {
+			t.Fatalf("armored=%v: ReadKeyFile = %+v, %v", armored, info, err)
+		}
+		if _, err := LoadKeyRing([]string{file}, "", nil); err == nil || !strings.Contains(err.Error(), "protected by a passphrase") {
+			t.Errorf("armored=%v: no passphrase source: err = %v", armored, err)
+		}
+		wrong := func(string) ([]byte, error) { return []byte("wrong"), nil }
+		if _, err := LoadKeyRing([]string{file}, "", wrong); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
+			t.Errorf("armored=%v: wrong passphrase: err = %v", armored, err)
+		}
+		right := func(string) ([]byte, error) { return []byte("correct horse battery staple"), nil }
+		kr, err := LoadKeyRing([]string{file}, "", right)
+		if err != nil || len(kr.identities) != 1 {
+			t.Fatalf("armored=%v: right passphrase: %v", armored, err)
+		}
+		if x, ok := kr.identities[0].(*age.X25519Identity); !ok || x.Recipient().String() != ident.Recipient().String() {
+			t.Errorf("armored=%v: opened identity is not the one stored", armored)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"filippo.io/age/armor"
 )
 
 // Key kinds.
@@ -32,6 +34,38 @@ type KeyInfo struct {
 	// Fingerprint is the age public key, or the SHA-256 based ID of an
 	// openssl passphrase.
 	Fingerprint string `json:"fingerprint"`
+	// Protected is set for an age identity file encrypted with a
+	// passphrase (age -p): restore asks for the passphrase.
+	Protected bool `json:"protected,omitempty"`
+}
+
+// isProtectedIdentity reports whether an identity file is itself age
+// encrypted (binary or armored), as `age -p` writes it.
+func isProtectedIdentity(body []byte) bool {
+	return bytes.HasPrefix(body, []byte("age-encryption.org/v1\n")) ||
+		bytes.HasPrefix(bytes.TrimSpace(body), []byte(armor.Header))
+}
+
+// openProtectedIdentity decrypts a passphrase-protected identity file with
+// the scrypt identity of the passphrase and parses what is inside.
+func openProtectedIdentity(name string, body, pass []byte) ([]age.Identity, error) {
+	sid, err := age.NewScryptIdentity(string(pass))
+	if err != nil {
+		return nil, err
+	}
+	var in io.Reader = bytes.NewReader(body)
+	if bytes.HasPrefix(bytes.TrimSpace(body), []byte(armor.Header)) {
+		in = armor.NewReader(bytes.NewReader(bytes.TrimSpace(body)))
+	}
+	r, err := age.Decrypt(in, sid)
+	if err != nil {
+		return nil, fmt.Errorf("identity file %s: wrong passphrase, or the file is damaged", name)
+	}
+	ids, err := age.ParseIdentities(r)
+	if err != nil {
+		return nil, fmt.Errorf("identity file %s: %w", name, err)
+	}
+	return ids, nil
 }
 
 // AgeKeyID names an age recipient (public key): a truncated SHA-256.
@@ -54,6 +88,14 @@ func ReadKeyFile(name string) (KeyInfo, []age.Identity, []byte, error) {
 	}
 	fi, _ := os.Stat(name)
 	info := KeyInfo{File: name, Created: fi.ModTime().UTC()}
+	if isProtectedIdentity(body) {
+		// Its public key is only known once the passphrase opens it.
+		info.Kind = KeyKindAge
+		info.Protected = true
+		info.ID = "age-protected"
+		info.Fingerprint = "(passphrase-protected identity)"
+		return info, nil, nil, nil
+	}
 	if bytes.Contains(body, []byte("AGE-SECRET-KEY-")) {
 		ids, err := age.ParseIdentities(bytes.NewReader(body))
 		if err != nil {
@@ -120,12 +162,35 @@ type KeyRing struct {
 // LoadKeyRing reads the named identity and key files (each must be usable)
 // and then every *.key file of keysDir (unusable ones are skipped: the
 // named files are what the user asked for).
-func LoadKeyRing(files []string, keysDir string) (*KeyRing, error) {
+//
+// A passphrase-protected identity named in files is opened with the
+// passphrase that passphrase returns for it; nil means none can be had.
+func LoadKeyRing(files []string, keysDir string, passphrase func(file string) ([]byte, error)) (*KeyRing, error) {
 	kr := &KeyRing{openssl: map[string][]byte{}}
-	add := func(name string) error {
+	add := func(name string, named bool) error {
 		info, ids, pass, err := ReadKeyFile(name)
 		if err != nil {
 			return err
+		}
+		if info.Protected {
+			if !named {
+				return nil // only opened when asked for by name
+			}
+			if passphrase == nil {
+				return fmt.Errorf("identity file %s is protected by a passphrase: pass --passphrase-file FILE, or run on a terminal", name)
+			}
+			secret, err := passphrase(name)
+			if err != nil {
+				return err
+			}
+			body, err := os.ReadFile(name)
+			if err != nil {
+				return err
+			}
+			if ids, err = openProtectedIdentity(name, body, secret); err != nil {
+				return err
+			}
+			info.ID = "age-protected"
 		}
 		if pass != nil {
 			kr.openssl[info.ID] = pass
@@ -141,7 +206,7 @@ func LoadKeyRing(files []string, keysDir string) (*KeyRing, error) {
 			continue
 		}
 		kr.looked = append(kr.looked, f)
-		if err := add(f); err != nil {
+		if err := add(f, true); err != nil {
 			return nil, err
 		}
 	}
@@ -149,7 +214,7 @@ func LoadKeyRing(files []string, keysDir string) (*KeyRing, error) {
 		if matches, _ := filepath.Glob(filepath.Join(keysDir, "*.key")); len(matches) > 0 {
 			kr.looked = append(kr.looked, keysDir)
 			for _, m := range matches {
-				_ = add(m)
+				_ = add(m, false)
 			}
 		}
 	}

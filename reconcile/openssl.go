@@ -57,6 +57,10 @@ func readOpenSSLPassphrase(name string) ([]byte, error) {
 	return []byte(line), nil
 }
 
+// ReadPassphraseFile reads a passphrase from the first line of a file that
+// neither group nor others can read.
+func ReadPassphraseFile(name string) ([]byte, error) { return readOpenSSLPassphrase(name) }
+
 // OpenSSLKeyID names an openssl passphrase without revealing it: a
 // truncated SHA-256 of a domain-separated copy.
 func OpenSSLKeyID(pass []byte) string {

@@ -414,8 +414,9 @@ type selectOpts struct {
 	snapshot   string
 	source     string
 	from       string
-	host       string
-	identities []string
+	host           string
+	identities     []string
+	passphraseFile string
 }
 
 func (s *selectOpts) register(cmd *cobra.Command) {
@@ -424,6 +425,31 @@ func (s *selectOpts) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.from, "from", "", "read from this destination (default: the policy's first that has the snapshot)")
 	cmd.Flags().StringVar(&s.host, "host", "", "snapshots of this host (default: this host if it has any, else the only host there is)")
 	cmd.Flags().StringArrayVar(&s.identities, "identity", nil, "age identity or openssl key file (repeatable); the keys directory is searched too")
+	cmd.Flags().StringVar(&s.passphraseFile, "passphrase-file", "", "passphrase of a passphrase-protected --identity (default: asked on the terminal)")
+}
+
+// passphrase returns how to get the passphrase of a protected identity:
+// from --passphrase-file, or asked on the terminal, or not at all.
+func (s *selectOpts) passphrase() func(string) ([]byte, error) {
+	if s.passphraseFile != "" {
+		return func(string) ([]byte, error) { return reconcile.ReadPassphraseFile(s.passphraseFile) }
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil
+	}
+	tty.Close()
+	return func(file string) ([]byte, error) {
+		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer tty.Close()
+		fmt.Fprintf(tty, "Passphrase for %s: ", file)
+		pass, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		return pass, err
+	}
 }
 
 // keyRing gathers the keys restore and verify may use: --identity files,
@@ -435,7 +461,7 @@ func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (
 			files = append(files, p.Spec.Encryption.OpenSSL.KeyFile)
 		}
 	}
-	kr, err := reconcile.LoadKeyRing(files, g.keysDir)
+	kr, err := reconcile.LoadKeyRing(files, g.keysDir, s.passphrase())
 	if err != nil {
 		return nil, failed(err)
 	}

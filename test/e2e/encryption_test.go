@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 // opensslEnv is a user whose policy encrypts with an openssl key file.
@@ -294,5 +297,38 @@ func TestUnencryptedRunWarns(t *testing.T) {
 	}
 	if m := e.snapshots("p")[0].Manifest; m.Encryption.Algorithm != "none" || m.Objects[0].Key != "files.tar.zst" {
 		t.Errorf("manifest = %+v", m)
+	}
+}
+
+func TestRestoreWithPassphraseProtectedIdentity(t *testing.T) {
+	e := newEnv(t)
+	smallTree(t, e)
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+smallPolicy("p", "disk"))
+	e.run("--once").mustCode(t, 0)
+	// Protect the identity with a passphrase (what `age -p` does) and take
+	// the plain one away.
+	plain, _ := os.ReadFile(e.identity)
+	var buf bytes.Buffer
+	sr, _ := age.NewScryptRecipient("restore-passphrase")
+	sr.SetWorkFactor(12)
+	w, _ := age.Encrypt(&buf, sr)
+	w.Write(plain)
+	w.Close()
+	protected := filepath.Join(e.root, "protected.key")
+	os.WriteFile(protected, buf.Bytes(), 0o600)
+	os.Remove(e.identity)
+	passFile := filepath.Join(e.root, "passphrase")
+	os.WriteFile(passFile, []byte("restore-passphrase\n"), 0o600)
+
+	target := filepath.Join(e.root, "restore")
+	e.run("restore", "p", "--identity", protected, "--passphrase-file", passFile, "--target", target).mustCode(t, 0)
+	if b, err := os.ReadFile(filepath.Join(target, "files", strings.TrimPrefix(e.root, "/"), "src", "d", "f.txt")); err != nil || string(b) != "data\n" {
+		t.Errorf("restored file: %q, %v", b, err)
+	}
+	os.WriteFile(passFile, []byte("not it\n"), 0o600)
+	r := e.run("verify", "p", "--identity", protected, "--passphrase-file", passFile)
+	r.mustCode(t, 1)
+	if !strings.Contains(r.stderr, "wrong passphrase") {
+		t.Errorf("wrong passphrase:\n%s", r.stderr)
 	}
 }
