@@ -411,9 +411,9 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 
 // selectOpts are the flags that choose a snapshot.
 type selectOpts struct {
-	snapshot   string
-	source     string
-	from       string
+	snapshot       string
+	source         string
+	from           string
 	host           string
 	identities     []string
 	passphraseFile string
