@@ -173,10 +173,8 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 		a.log.Error("invalid manifest", "problem", e.Error())
 	}
 	pols, dests, stale := a.desired(cfg)
-	for _, o := range cfg.Objects {
-		if _, err := a.store.Observe(o.Kind, o.Name, o.SpecHash); err != nil {
-			return nil, err
-		}
+	if err := a.store.Observe(cfg.Objects); err != nil {
+		return nil, err
 	}
 	records, err := a.store.Records()
 	if err != nil {
@@ -254,54 +252,72 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 // seed fills in the times of policies the state store knows nothing about
 // from the snapshots their destinations hold, so that losing the state (or
 // moving to a new host with the same name) does not trigger a needless run:
-// the destinations are the truth. It reports whether it recorded anything.
+// the destinations are the truth. Each destination is listed once, under
+// this host's prefix; snapshot IDs carry their time, so no manifest is
+// read. It reports whether it recorded anything.
 func (a *Agent) seed(ctx context.Context, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, records map[string]ObjectRecord) bool {
-	changed := false
+	unseeded := map[string]bool{}
+	byDest := map[string]bool{}
 	for name, p := range pols {
 		rec := records[v1.KindBackupPolicy+"/"+name]
 		if rec.Seeded || !rec.Policy.LastAttemptTime.IsZero() || !rec.Policy.LastSuccessfulTime.IsZero() {
 			continue
 		}
-		var newest time.Time
+		unseeded[name] = true
 		for _, dn := range p.Spec.Destinations {
-			d, ok := dests[dn]
-			if !ok {
-				continue
-			}
-			drv, err := registry.Destination(d, registry.Options{Logger: a.log})
-			if err != nil {
-				continue
-			}
-			snaps, err := ListSnapshots(ctx, drv, dn, name)
-			drv.Close()
-			if err != nil {
-				a.log.Warn("cannot read snapshots to seed the schedule", "policy", name, "destination", dn, "err", err)
-				continue
-			}
-			for _, s := range snaps {
-				if s.Manifest.Host == a.opts.Host && s.Manifest.Time.After(newest) {
-					newest = s.Manifest.Time
-				}
-			}
+			byDest[dn] = true
 		}
-		err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
-			r.Seeded = true
-			if !newest.IsZero() {
-				r.Policy.LastSuccessfulTime = newest
-				r.Policy.LastScheduleTime = newest
-				r.Policy.LastResult = v1.ResultSucceeded
-			}
-		})
-		if err != nil {
-			a.log.Warn("record seeded times", "policy", name, "err", err)
+	}
+	if len(unseeded) == 0 {
+		return false
+	}
+	newest := map[string]string{} // policy -> newest snapshot ID
+	for dn := range byDest {
+		d, ok := dests[dn]
+		if !ok {
 			continue
 		}
-		if !newest.IsZero() {
-			a.log.Info("no recorded state for policy: its newest snapshot on the destinations sets the schedule", "policy", name, "newest", newest)
+		drv, err := registry.Destination(d, registry.Options{Logger: a.log})
+		if err != nil {
+			continue
 		}
-		changed = true
+		objs, err := drv.List(ctx, a.opts.Host+"/")
+		drv.Close()
+		if err != nil {
+			a.log.Warn("cannot read snapshots to seed schedules", "destination", dn, "err", err)
+			continue
+		}
+		for _, o := range objs {
+			host, pol, _, id, err := v1.ParseManifestKey(o.Key)
+			if err == nil && host == a.opts.Host && unseeded[pol] && id > newest[pol] {
+				newest[pol] = id
+			}
+		}
 	}
-	return changed
+	var names []string
+	for n := range unseeded {
+		names = append(names, n)
+	}
+	err := a.store.UpdateAll(v1.KindBackupPolicy, names, func(name string, r *ObjectRecord) {
+		r.Seeded = true
+		id, ok := newest[name]
+		if !ok {
+			return
+		}
+		t, err := time.Parse("20060102T150405Z", id[:16])
+		if err != nil {
+			return
+		}
+		r.Policy.LastSuccessfulTime = t
+		r.Policy.LastScheduleTime = t
+		r.Policy.LastResult = v1.ResultSucceeded
+		a.log.Info("no recorded state for policy: its newest snapshot on the destinations sets the schedule", "policy", name, "snapshot", id)
+	})
+	if err != nil {
+		a.log.Warn("record seeded schedules", "err", err)
+		return false
+	}
+	return true
 }
 
 func (a *Agent) startRun(name string) bool {
@@ -421,10 +437,8 @@ func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*
 		}
 		return nil, cfg, fmt.Errorf("policy %q is invalid:\n%s", policy, strings.Join(msgs, "\n"))
 	}
-	for _, o := range cfg.Objects {
-		if _, err := a.store.Observe(o.Kind, o.Name, o.SpecHash); err != nil {
-			return nil, cfg, err
-		}
+	if err := a.store.Observe(cfg.Objects); err != nil {
+		return nil, cfg, err
 	}
 	res, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
 	if err != nil {

@@ -20,6 +20,8 @@ type ObjectRecord struct {
 	SpecHash   string        `json:"specHash"`
 	Policy     PolicyRecord  `json:"policy"`
 	LastRun    *v1.RunResult `json:"lastRun,omitempty"`
+	// LastRetention is the policy's last retention pass.
+	LastRetention *v1.RetentionResult `json:"lastRetention,omitempty"`
 	// Destinations only: the last reachability check.
 	LastCheckTime time.Time `json:"lastCheckTime"`
 	CheckError    string    `json:"checkError,omitempty"`
@@ -109,18 +111,80 @@ func (s *Store) Update(kind, name string, fn func(*ObjectRecord)) error {
 	})
 }
 
-// Observe bumps an object's generation when its spec changed and returns
-// the generation.
-func (s *Store) Observe(kind, name, specHash string) (int64, error) {
-	var gen int64
-	err := s.Update(kind, name, func(r *ObjectRecord) {
-		if r.SpecHash != specHash {
-			r.Generation++
-			r.SpecHash = specHash
+// UpdateAll applies fn to the records of several objects of one kind in
+// one transaction.
+func (s *Store) UpdateAll(kind string, names []string, fn func(name string, r *ObjectRecord)) error {
+	return s.with(true, func(b *bolt.Bucket) error {
+		for _, name := range names {
+			var r ObjectRecord
+			if v := b.Get(recordKey(kind, name)); v != nil {
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+			}
+			fn(name, &r)
+			v, err := json.Marshal(&r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(recordKey(kind, name), v); err != nil {
+				return err
+			}
 		}
-		gen = r.Generation
+		return nil
 	})
-	return gen, err
+}
+
+// Observe bumps the generation of every object whose spec changed since
+// it was last seen, in one transaction that writes only what changed (a
+// pass over a thousand unchanged policies writes nothing).
+func (s *Store) Observe(objs []*v1.Object) error {
+	changed := false
+	err := s.with(false, func(b *bolt.Bucket) error {
+		for _, o := range objs {
+			if b == nil {
+				changed = true
+				return nil
+			}
+			var r ObjectRecord
+			if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+			}
+			if r.SpecHash != o.SpecHash {
+				changed = true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil || !changed {
+		return err
+	}
+	return s.with(true, func(b *bolt.Bucket) error {
+		for _, o := range objs {
+			var r ObjectRecord
+			if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+			}
+			if r.SpecHash == o.SpecHash {
+				continue
+			}
+			r.Generation++
+			r.SpecHash = o.SpecHash
+			v, err := json.Marshal(&r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(recordKey(o.Kind, o.Name), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 var errLocked = errors.New("locked")
