@@ -31,8 +31,11 @@ lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Go benchmarks, then the side-by-side comparison of hack/bench/run.sh
+# (docs/performance.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
+	./hack/bench/run.sh
 
 demo: build
 	./hack/demo.sh

@@ -96,15 +96,22 @@ type PassResult struct {
 	Config  *Config
 	Plan    Plan
 	Results map[string]*v1.RunResult
+	// Retention holds the retention passes run during this pass (passOnce).
+	Retention map[string]*v1.RetentionResult
 }
 
 // ExitCode maps a pass to the contract's exit codes: 2 when a manifest is
-// invalid, else 1 when a backup failed, else 0.
+// invalid, else 1 when a backup or a retention pass failed, else 0.
 func (r *PassResult) ExitCode() int {
 	if len(r.Config.Errors) > 0 {
 		return 2
 	}
 	for _, res := range r.Results {
+		if res.Result != v1.ResultSucceeded {
+			return 1
+		}
+	}
+	for _, res := range r.Retention {
 		if res.Result != v1.ResultSucceeded {
 			return 1
 		}
@@ -206,13 +213,23 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	a.mu.Unlock()
 	plan := Compute(w)
 
-	res := &PassResult{Config: cfg, Plan: plan, Results: map[string]*v1.RunResult{}}
+	res := &PassResult{Config: cfg, Plan: plan, Results: map[string]*v1.RunResult{}, Retention: map[string]*v1.RetentionResult{}}
 	var resMu sync.Mutex
 	var wg sync.WaitGroup
+	// A retention due with a backup runs after it: at once on success
+	// (execute does), or on its own when the backup did not succeed.
+	retentionDue := map[string]bool{}
+	for _, act := range plan.Actions {
+		if act.Type == ActionRetention {
+			retentionDue[act.Policy] = true
+		}
+	}
 	for _, act := range plan.Actions {
 		if act.Type != ActionBackup || mode == passStatusOnly {
 			continue
 		}
+		alsoRetain := retentionDue[act.Policy]
+		delete(retentionDue, act.Policy)
 		p := pols[act.Policy]
 		if !a.startRun(p.Metadata.Name) {
 			continue
@@ -235,13 +252,48 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 				a.log.Warn("backup not started", "policy", p.Metadata.Name, "err", err)
 				return
 			}
+			if alsoRetain && r.Result != v1.ResultSucceeded {
+				a.runRetention(ctx, p, dests)
+			}
 			resMu.Lock()
 			res.Results[p.Metadata.Name] = r
 			resMu.Unlock()
 		}()
 	}
+	for _, act := range plan.Actions {
+		if act.Type != ActionRetention || !retentionDue[act.Policy] || mode == passStatusOnly {
+			continue
+		}
+		p := pols[act.Policy]
+		if !a.startRun(p.Metadata.Name) {
+			continue
+		}
+		a.log.Info("retention due", "policy", act.Policy, "scheduled", act.ScheduledTime)
+		wg.Add(1)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer wg.Done()
+			defer a.endRun(p.Metadata.Name, ended)
+			select {
+			case a.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-a.sem }()
+			a.runRetention(ctx, p, dests)
+		}()
+	}
 	if once {
 		wg.Wait()
+		// What the runs recorded of retention, for the exit code.
+		if recs, err := a.store.Records(); err == nil {
+			for name := range pols {
+				if lr := recs[v1.KindBackupPolicy+"/"+name].LastRetention; lr != nil && !lr.Time.Before(now.UTC()) {
+					res.Retention[name] = lr
+				}
+			}
+		}
 	}
 	if err := a.writeStatuses(cfg, plan, pols, dests, stale); err != nil {
 		a.log.Error("write status", "err", err)
@@ -389,6 +441,10 @@ func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.
 		}); err != nil {
 			return res, err
 		}
+	}
+	// Retention follows each successful backup, under the same lock.
+	if res.Result == v1.ResultSucceeded && req.Policy.Spec.Retention != nil {
+		a.retainLocked(ctx, log, req.Policy, req.Destinations, false, false)
 	}
 	return res, nil
 }

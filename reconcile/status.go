@@ -142,6 +142,7 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 		st.LastSuccessfulTime = timePtr(pr.LastSuccessfulTime)
 		st.NextScheduleTime = timePtr(in.next)
 		st.LastRun = in.rec.LastRun
+		st.LastRetention = in.rec.LastRetention
 		switch {
 		case in.obj.Policy != nil && in.obj.Policy.Spec.Suspend:
 			set(v1.ConditionReady, v1.ConditionUnknown, "Suspended", "spec.suspend is true: no backup is scheduled")

@@ -69,6 +69,8 @@ type ObjectStatus struct {
 	LastSuccessfulTime *time.Time `json:"lastSuccessfulTime,omitempty"`
 	NextScheduleTime   *time.Time `json:"nextScheduleTime,omitempty"`
 	LastRun            *RunResult `json:"lastRun,omitempty"`
+	// LastRetention is the policy's last retention pass.
+	LastRetention *RetentionResult `json:"lastRetention,omitempty"`
 
 	// Destinations only.
 	LastCheckTime *time.Time `json:"lastCheckTime,omitempty"`

@@ -127,12 +127,20 @@ func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
 }
 
 func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
+	clock, err := agentClock()
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if clock != nil {
+		log.Warn("the clock is simulated (" + testNowEnv + " is set): for tests only")
+	}
 	a, err := reconcile.New(reconcile.Options{
 		ConfigDir: g.configDir,
 		StateDir:  g.stateDir,
 		LogDir:    g.logDir,
 		StatusDir: g.statusDir,
 		Logger:    log,
+		Now:       clock,
 	})
 	if err != nil {
 		return nil, failed(err)

@@ -8,8 +8,14 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/docker"
 	"github.com/aegis-backup/aegis/drivers/files"
 	"github.com/aegis-backup/aegis/drivers/local"
+	"github.com/aegis-backup/aegis/drivers/mysql"
+	"github.com/aegis-backup/aegis/drivers/postgres"
+	"github.com/aegis-backup/aegis/drivers/retry"
+	"github.com/aegis-backup/aegis/drivers/s3"
+	"github.com/aegis-backup/aegis/drivers/system"
 )
 
 // Options are what drivers may need from the agent.
@@ -23,6 +29,14 @@ func Source(src v1.Source, opts Options) (drivers.Source, error) {
 	switch kind := src.Driver(); kind {
 	case "files":
 		return files.New(*src.Files, files.Options{Logger: opts.Logger}), nil
+	case "postgres":
+		return postgres.New(*src.Postgres, postgres.Options{Logger: opts.Logger}), nil
+	case "mysql":
+		return mysql.New(*src.MySQL, mysql.Options{Logger: opts.Logger}), nil
+	case "dockerVolume":
+		return docker.New(*src.DockerVolume, docker.Options{Logger: opts.Logger}), nil
+	case "system":
+		return system.New(*src.System, system.Options{Logger: opts.Logger}), nil
 	case "":
 		return nil, fmt.Errorf("source %s: no driver block set", src.Name)
 	default:
@@ -35,6 +49,12 @@ func Destination(d *v1.Destination, opts Options) (drivers.Destination, error) {
 	switch kind := d.Spec.Driver(); kind {
 	case "local":
 		return local.New(d.Spec.Local.Path), nil
+	case "s3":
+		s, err := s3.New(*d.Spec.S3, s3.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
+		}
+		return retry.Wrap(s, retry.Policy{Logger: opts.Logger}), nil
 	case "":
 		return nil, fmt.Errorf("destination %s: no driver block set", d.Metadata.Name)
 	default:
@@ -48,7 +68,7 @@ func Unsupported(p *v1.BackupPolicy, dests map[string]*v1.Destination) []string 
 	var out []string
 	for _, s := range p.Spec.Sources {
 		switch s.Driver() {
-		case "files":
+		case "files", "postgres", "mysql", "dockerVolume", "system":
 		default:
 			out = append(out, fmt.Sprintf("source %s: driver %s is not supported yet by this build of aegis-agent", s.Name, s.Driver()))
 		}
@@ -69,7 +89,7 @@ func Unsupported(p *v1.BackupPolicy, dests map[string]*v1.Destination) []string 
 // build, or returns "".
 func UnsupportedDestination(d *v1.Destination) string {
 	switch d.Spec.Driver() {
-	case "local":
+	case "local", "s3":
 		return ""
 	}
 	return fmt.Sprintf("destination %s: driver %s is not supported yet by this build of aegis-agent", d.Metadata.Name, d.Spec.Driver())

@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"go.yaml.in/yaml/v3"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile"
+)
+
+// plannedFile is a key or secret file init will write with the manifests.
+type plannedFile struct {
+	path string
+	body []byte
+	what string
+	// key files are never overwritten; a secret file is replaced.
+	key bool
+}
+
+// setupPlan is everything init is about to write.
+type setupPlan struct {
+	manifestPath string
+	manifest     []byte
+	files        []plannedFile
+	// problems are what validation says of the manifests as they would be
+	// written; empty for good answers.
+	problems v1.ErrorList
+}
+
+// prepareSetup turns answers into the manifest bytes and the secret and
+// key files to write. It writes nothing. It fills what the answers derive
+// (secret file paths, a generated key's recipient) back into a, so that
+// the wizard shows them and --save-answers records them.
+func prepareSetup(a *initAnswers, dirs initDirs, file string) (*setupPlan, error) {
+	plan := &setupPlan{manifestPath: file}
+	if plan.manifestPath == "" {
+		plan.manifestPath = filepath.Join(dirs.config, a.Policy+".yaml")
+	}
+	var errs []error
+	for i := range a.Destinations {
+		if err := a.Destinations[i].storeSecrets(dirs, plan); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i := range a.Sources {
+		if err := a.Sources[i].storeSecrets(a.Policy, dirs, plan); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.Encryption.prepare(a.Policy, dirs, plan); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	body, err := renderManifests(a)
+	if err != nil {
+		return nil, err
+	}
+	plan.manifest = body
+	objs, derrs := v1.Decode(plan.manifestPath, body)
+	plan.problems = append(derrs, v1.Validate(objs, plannedFiles{plan})...)
+	return plan, nil
+}
+
+// storeSecrets plans the files of the destination's secrets and points the
+// spec at them.
+func (d *destAnswer) storeSecrets(dirs initDirs, plan *setupPlan) error {
+	switch {
+	case d.S3 != nil && (d.AccessKeyID != nil || d.SecretAccessKey != nil):
+		if d.AccessKeyID == nil || d.SecretAccessKey == nil {
+			return fmt.Errorf("destination %s: give both the access key ID and the secret access key, or neither (then the agent uses AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", d.Name)
+		}
+		id, err := d.AccessKeyID.resolve("destination " + d.Name + ": access key ID")
+		if err != nil {
+			return err
+		}
+		secret, err := d.SecretAccessKey.resolve("destination " + d.Name + ": secret access key")
+		if err != nil {
+			return err
+		}
+		d.S3.CredentialsFile = secretPath(dirs, d.Name, "s3-credentials")
+		plan.files = append(plan.files, plannedFile{
+			path: d.S3.CredentialsFile, what: "S3 credentials of destination " + d.Name,
+			body: s3CredentialsFile(id, secret),
+		})
+	case d.Password != nil && (d.SFTP != nil || d.FTP != nil):
+		pw, err := d.Password.resolve("destination " + d.Name + ": password")
+		if err != nil {
+			return err
+		}
+		p := secretPath(dirs, d.Name, "password")
+		if d.SFTP != nil {
+			d.SFTP.PasswordFile = p
+		} else {
+			d.FTP.PasswordFile = p
+		}
+		plan.files = append(plan.files, plannedFile{path: p, what: "password of destination " + d.Name, body: []byte(pw + "\n")})
+	}
+	return nil
+}
+
+// s3CredentialsFile is the AWS shared credentials format (what the AWS
+// CLI and the S3 clients read with a profile of "default").
+func s3CredentialsFile(id, secret string) []byte {
+	return fmt.Appendf(nil, "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
+}
+
+func (s *sourceAnswer) storeSecrets(policy string, dirs initDirs, plan *setupPlan) error {
+	if s.Password == nil {
+		return nil
+	}
+	pw, err := s.Password.resolve("source " + s.Name + ": password")
+	if err != nil {
+		return err
+	}
+	p := secretPath(dirs, policy+"-"+s.Name, "password")
+	switch {
+	case s.Postgres != nil:
+		s.Postgres.PasswordFile = p
+	case s.MySQL != nil:
+		s.MySQL.PasswordFile = p
+	default:
+		return fmt.Errorf("source %s: only postgres and mysql sources take a password", s.Name)
+	}
+	plan.files = append(plan.files, plannedFile{path: p, what: "password of source " + s.Name, body: []byte(pw + "\n")})
+	return nil
+}
+
+// identityPath is where init keeps the age identity of a policy.
+func identityPath(dirs initDirs, policy string) string {
+	return filepath.Join(dirs.keys, policy+".key")
+}
+
+func opensslKeyPath(dirs initDirs, policy string) string {
+	return filepath.Join(dirs.keys, policy+"-openssl.key")
+}
+
+// prepare settles the keys: with age and no recipients given, the
+// identity file's public key (the file is generated when missing); with
+// openssl, the key file (generated when missing).
+func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error {
+	if e.Mode == "" {
+		e.Mode = "age"
+	}
+	switch e.Mode {
+	case "age":
+		if len(e.Recipients) > 0 || e.RecipientsFile != "" {
+			if e.newKey != nil {
+				plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: e.newKey, key: true})
+			}
+			return nil
+		}
+		if e.IdentityFile == "" {
+			e.IdentityFile = identityPath(dirs, policy)
+		}
+		pub, err := ageKeyOf(e.IdentityFile)
+		switch {
+		case err == nil:
+			e.Recipients = []string{pub}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		body, pub, _, err := newKey(reconcile.KeyKindAge, time.Now())
+		if err != nil {
+			return err
+		}
+		e.newKey, e.Recipients = body, []string{pub}
+		plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: body, key: true})
+	case "openssl":
+		if e.KeyFile == "" {
+			e.KeyFile = opensslKeyPath(dirs, policy)
+		}
+		if e.newKey == nil {
+			if _, err := os.Stat(e.KeyFile); err == nil {
+				return nil
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			body, _, _, err := newKey(reconcile.KeyKindOpenSSL, time.Now())
+			if err != nil {
+				return err
+			}
+			e.newKey = body
+		}
+		plan.files = append(plan.files, plannedFile{path: e.KeyFile, what: "openssl key (the key that decrypts)", body: e.newKey, key: true})
+	case "none":
+	default:
+		return fmt.Errorf("encryption: mode %q is not age, openssl or none", e.Mode)
+	}
+	return nil
+}
+
+// ageKeyOf returns the public key of an age identity file.
+func ageKeyOf(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return "", fmt.Errorf("age identity %s: %w", name, err)
+	}
+	for _, id := range ids {
+		if x, ok := id.(*age.X25519Identity); ok {
+			return x.Recipient().String(), nil
+		}
+	}
+	return "", fmt.Errorf("age identity %s holds no X25519 identity", name)
+}
+
+// objects builds the manifests' objects from the answers.
+func (a *initAnswers) objects() ([]*v1.Destination, *v1.BackupPolicy) {
+	var dests []*v1.Destination
+	var names []string
+	for _, d := range a.Destinations {
+		dests = append(dests, &v1.Destination{
+			TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindDestination},
+			Metadata: v1.ObjectMeta{Name: d.Name},
+			Spec:     d.DestinationSpec,
+		})
+		names = append(names, d.Name)
+	}
+	names = append(names, a.OtherDestinations...)
+	p := &v1.BackupPolicy{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindBackupPolicy},
+		Metadata: v1.ObjectMeta{Name: a.Policy, Labels: a.Labels},
+		Spec: v1.BackupPolicySpec{
+			Schedule:     a.Schedule,
+			TimeZone:     a.TimeZone,
+			Suspend:      a.Suspend,
+			Destinations: names,
+			Compression:  a.Compression,
+			Hooks:        a.Hooks,
+		},
+	}
+	for _, s := range a.Sources {
+		p.Spec.Sources = append(p.Spec.Sources, s.Source)
+	}
+	r := a.Retention
+	p.Spec.Retention = &r
+	e := a.Encryption
+	switch e.Mode {
+	case "age":
+		p.Spec.Encryption = &v1.Encryption{Age: &v1.AgeEncryption{Recipients: e.Recipients, RecipientsFile: e.RecipientsFile}}
+	case "openssl":
+		p.Spec.Encryption = &v1.Encryption{OpenSSL: &v1.OpenSSLEncryption{KeyFile: e.KeyFile, Iterations: e.Iterations}}
+	case "none":
+		p.Spec.Encryption = &v1.Encryption{None: true}
+	}
+	applyNotify(p, a.Notify)
+	return dests, p
+}
+
+const manifestHeader = `Written by aegis-agent init. Re-run it to change this setup (it edits what
+is here), or edit by hand: aegis-agent validate checks, and the agent picks
+changes up by itself.`
+
+// renderManifests writes the objects as YAML documents in the order of the
+// types' fields, with comments where a reader needs to know more.
+func renderManifests(a *initAnswers) ([]byte, error) {
+	dests, p := a.objects()
+	var out bytes.Buffer
+	first := true
+	emit := func(obj any, comment string, annotate func(*yaml.Node)) error {
+		node, err := toNode(obj)
+		if err != nil {
+			return err
+		}
+		if annotate != nil {
+			annotate(node)
+		}
+		if first {
+			comment = strings.TrimSpace(manifestHeader + "\n\n" + comment)
+			first = false
+		} else {
+			out.WriteString("---\n")
+		}
+		node.HeadComment = comment
+		body, err := encodeNode(node)
+		out.Write(body)
+		return err
+	}
+	for _, d := range dests {
+		if err := emit(d, destinationComment(d), nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := emit(p, "", func(n *yaml.Node) { annotatePolicy(n, a) }); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+func destinationComment(d *v1.Destination) string {
+	switch {
+	case d.Spec.S3 != nil && d.Spec.S3.CredentialsFile == "":
+		return "Credentials: the agent's environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."
+	}
+	return ""
+}
+
+// annotatePolicy adds the comments a policy's reader needs.
+func annotatePolicy(doc *yaml.Node, a *initAnswers) {
+	spec := mapValue(doc, "spec")
+	if spec == nil {
+		return
+	}
+	if k := mapKey(spec, "encryption"); k != nil {
+		switch e := a.Encryption; {
+		case e.Mode == "age" && e.IdentityFile != "":
+			k.HeadComment = fmt.Sprintf("Restoring needs the age identity %s: keep a copy off this host.", e.IdentityFile)
+		case e.Mode == "openssl":
+			k.HeadComment = fmt.Sprintf("Restoring needs the key file %s: keep a copy off this host.", e.KeyFile)
+		case e.Mode == "none":
+			k.HeadComment = "Unencrypted: anyone who can read the destination can read these backups."
+		}
+	}
+	if v := mapValue(spec, "schedule"); v != nil {
+		v.Style = yaml.DoubleQuotedStyle
+		v.LineComment = describeSchedule(a.Schedule)
+	}
+}
+
+func encodeNode(n *yaml.Node) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(n); err != nil {
+		return nil, err
+	}
+	err := enc.Close()
+	return b.Bytes(), err
+}
+
+// toNode converts a typed object into a YAML node tree whose keys follow
+// the order of the struct fields (through JSON, which keeps it), with
+// plain styles so that the encoder quotes only what needs quoting.
+func toNode(obj any) (*yaml.Node, error) {
+	j, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(j, &doc); err != nil {
+		return nil, err
+	}
+	n := doc.Content[0]
+	restyle(n)
+	return n, nil
+}
+
+func restyle(n *yaml.Node) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		n.Style = 0
+	case yaml.MappingNode:
+		n.Style = 0
+		for _, c := range n.Content {
+			restyle(c)
+		}
+	case yaml.SequenceNode:
+		width, flat := 0, true
+		for _, c := range n.Content {
+			restyle(c)
+			if c.Kind != yaml.ScalarNode {
+				flat = false
+			}
+			width += len(c.Value) + 4
+		}
+		// Short lists of scalars read best on one line: [disk, offsite].
+		if flat && width <= 88 {
+			n.Style = yaml.FlowStyle
+		} else {
+			n.Style = 0
+		}
+	}
+}
+
+func mapKey(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i]
+		}
+	}
+	return nil
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// plannedFiles lets validation see the files init is about to write as
+// if they were there (mode 0600), and everything else as it is.
+type plannedFiles struct{ plan *setupPlan }
+
+func (p plannedFiles) Stat(name string) (fs.FileInfo, error) {
+	for _, f := range p.plan.files {
+		if f.path == name {
+			return plannedInfo{name: filepath.Base(name), size: int64(len(f.body))}, nil
+		}
+	}
+	return os.Stat(name)
+}
+
+type plannedInfo struct {
+	name string
+	size int64
+}
+
+func (i plannedInfo) Name() string       { return i.name }
+func (i plannedInfo) Size() int64        { return i.size }
+func (i plannedInfo) Mode() fs.FileMode  { return 0o600 }
+func (i plannedInfo) ModTime() time.Time { return time.Time{} }
+func (i plannedInfo) IsDir() bool        { return false }
+func (i plannedInfo) Sys() any           { return nil }
+
+// writeSetup writes the key and secret files (0600, in directories of
+// 0700), then the manifest, each atomically.
+func writeSetup(plan *setupPlan, dirs initDirs) ([]string, error) {
+	var wrote []string
+	for _, f := range plan.files {
+		if f.key {
+			if old, err := os.ReadFile(f.path); err == nil {
+				if bytes.Equal(old, f.body) {
+					continue
+				}
+				return wrote, fmt.Errorf("%s already exists: not overwriting a key", f.path)
+			}
+		} else if old, err := os.ReadFile(f.path); err == nil && bytes.Equal(old, f.body) {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+			return wrote, err
+		}
+		if err := atomicWrite(f.path, f.body, 0o600); err != nil {
+			return wrote, fmt.Errorf("write %s: %w", f.what, err)
+		}
+		wrote = append(wrote, fmt.Sprintf("%s (%s, mode 0600)", f.path, f.what))
+	}
+	if err := os.MkdirAll(filepath.Dir(plan.manifestPath), 0o750); err != nil {
+		return wrote, err
+	}
+	if old, err := os.ReadFile(plan.manifestPath); err == nil && bytes.Equal(old, plan.manifest) {
+		return append(wrote, plan.manifestPath+" (unchanged)"), nil
+	}
+	if err := atomicWrite(plan.manifestPath, plan.manifest, 0o640); err != nil {
+		return wrote, fmt.Errorf("write manifests: %w", err)
+	}
+	return append(wrote, plan.manifestPath+" (manifests)"), nil
+}
+
+// atomicWrite replaces name with body through a temporary file in the same
+// directory: a reader (the agent's watcher among them) never sees half a
+// file. The temporary name starts with a dot, which the agent ignores.
+func atomicWrite(name string, body []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(name)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// describeSchedule says a schedule in words, for the manifest and the
+// wizard.
+func describeSchedule(s string) string {
+	for _, p := range schedulePresets {
+		if p.expr == s {
+			return p.label
+		}
+	}
+	return ""
+}
+
+var schedulePresets = []struct{ expr, label string }{
+	{"0 * * * *", "every hour, on the hour"},
+	{"0 */6 * * *", "every 6 hours"},
+	{"0 2 * * *", "every day at 02:00"},
+	{"0 2 * * 0", "every Sunday at 02:00"},
+}

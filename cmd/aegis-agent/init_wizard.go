@@ -1,0 +1,1209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/huh"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/spf13/cobra"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+)
+
+// wizard is the interactive side of init: one short form per screen, each
+// answer checked as it is given, all of it filling one initAnswers that
+// prepareSetup renders exactly as --non-interactive does.
+type wizard struct {
+	ctx  context.Context
+	out  io.Writer
+	g    *globals
+	f    *initFlags
+	dirs initDirs
+	a    *initAnswers
+	// file is the manifest file of the setup being edited, or "".
+	file string
+	// others are the policies of the config directory init is not editing.
+	others []string
+}
+
+var (
+	okStyle   = lipgloss.NewStyle().Foreground(lipgloss.Color("2")).Bold(true)
+	badStyle  = lipgloss.NewStyle().Foreground(lipgloss.Color("1")).Bold(true)
+	headStyle = lipgloss.NewStyle().Bold(true)
+	dimStyle  = lipgloss.NewStyle().Faint(true)
+)
+
+// errCancelled ends the wizard when the user leaves it.
+var errCancelled = errors.New("setup cancelled: nothing was written")
+
+func runWizard(ctx context.Context, cmd *cobra.Command, g *globals, f *initFlags, dirs initDirs) error {
+	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs}
+	err := w.run()
+	if errors.Is(err, huh.ErrUserAborted) || errors.Is(err, errCancelled) {
+		fmt.Fprintln(w.out, "\n"+errCancelled.Error()+".")
+		return silentExit(exitFailed)
+	}
+	return err
+}
+
+func (w *wizard) form(groups ...*huh.Group) error {
+	return huh.NewForm(groups...).
+		WithAccessible(w.f.accessible).
+		WithShowHelp(true).
+		WithOutput(w.out).
+		RunWithContext(w.ctx)
+}
+
+func (w *wizard) run() error {
+	if err := w.pickSetup(); err != nil {
+		return err
+	}
+	if err := w.welcome(); err != nil {
+		return err
+	}
+	for {
+		steps := []func() error{w.destinations, w.sources, w.encryption, w.schedule, w.notifications}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		plan, action, err := w.review()
+		if err != nil {
+			return err
+		}
+		switch action {
+		case "quit":
+			return errCancelled
+		case "change":
+			continue
+		}
+		return w.write(plan)
+	}
+}
+
+// pickSetup finds what to edit: the policy of --policy, the only one
+// there is, or the one the user picks.
+func (w *wizard) pickSetup() error {
+	existing, names, err := loadExisting(w.dirs.config, w.f.policy)
+	if err != nil {
+		return invalid(err)
+	}
+	if existing == nil && w.f.policy == "" && len(names) > 1 {
+		choice := ""
+		opts := []huh.Option[string]{}
+		for _, n := range names {
+			opts = append(opts, huh.NewOption("Edit policy "+n, n))
+		}
+		opts = append(opts, huh.NewOption("Set up a new policy", ""))
+		if err := w.form(huh.NewGroup(huh.NewSelect[string]().
+			Title("This host has several backup policies").
+			Description("Pick the one to edit; a new one goes into a file of its own.").
+			Options(opts...).Value(&choice))); err != nil {
+			return err
+		}
+		if choice != "" {
+			if existing, _, err = loadExisting(w.dirs.config, choice); err != nil {
+				return invalid(err)
+			}
+		}
+	}
+	w.a = newAnswers()
+	if w.f.policy != "" {
+		w.a.Policy = w.f.policy
+	}
+	if existing != nil {
+		w.a, w.file = existing.answers, existing.file
+	}
+	for _, n := range names {
+		if n != w.a.Policy || existing == nil {
+			w.others = append(w.others, n)
+		}
+	}
+	return nil
+}
+
+func (w *wizard) welcome() error {
+	intro := fmt.Sprintf(`This sets up scheduled, encrypted backups of this server, one step at a
+time: where backups go, what to back up, encryption, schedule and
+retention, and notifications. Each answer is checked as you give it.
+
+  manifests  %s
+  keys       %s
+  secrets    %s  (mode 0600)
+
+Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
+		w.dirs.config, w.dirs.keys, w.dirs.secrets)
+	if w.file != "" {
+		intro += fmt.Sprintf("\n\nEditing policy %s from %s: its current values are the\ndefaults, so Enter keeps what is there.", w.a.Policy, w.file)
+	}
+	name := w.a.Policy
+	err := w.form(huh.NewGroup(
+		huh.NewNote().Title("Aegis guided setup").Description(intro),
+		huh.NewInput().Title("Name of this backup policy").
+			Description("Lower-case letters, digits and '-'. The manifest file is NAME.yaml.").
+			Value(&name).Validate(func(s string) error {
+			if err := checkName(s); err != nil {
+				return err
+			}
+			if slices.Contains(w.others, s) {
+				return fmt.Errorf("a policy named %s already exists: run aegis-agent init --policy %s to edit it, or pick another name", s, s)
+			}
+			return nil
+		}),
+	))
+	w.a.Policy = name
+	if err == nil {
+		w.done("policy " + name)
+	}
+	return err
+}
+
+// done prints what a screen settled, so the answers stay on the terminal
+// after their form is gone.
+func (w *wizard) done(what string) {
+	fmt.Fprintln(w.out, okStyle.Render("✓")+" "+what)
+}
+
+// Destination kinds as the wizard offers them.
+var destKinds = []struct{ label, value string }{
+	{"Local directory (a disk or a mounted share)", "local"},
+	{"Amazon S3", "s3:aws"},
+	{"Backblaze B2", "s3:b2"},
+	{"Google Cloud Storage (S3-interoperable, HMAC keys)", "s3:gcs"},
+	{"Wasabi", "s3:wasabi"},
+	{"DigitalOcean Spaces", "s3:digitalocean"},
+	{"MinIO", "s3:minio"},
+	{"Other S3-compatible service", "s3:other"},
+	{"SFTP server", "sftp"},
+	{"FTP or FTPS server", "ftp"},
+}
+
+// defaultRegion is the region proposed for a provider.
+func defaultRegion(provider string) string {
+	switch provider {
+	case "aws", "wasabi":
+		return "us-east-1"
+	case "b2":
+		return "us-west-004"
+	case "digitalocean":
+		return "nyc3"
+	}
+	return ""
+}
+
+func destKindOf(d destAnswer) string {
+	switch {
+	case d.Local != nil:
+		return "local"
+	case d.S3 != nil:
+		return "s3:" + d.S3.Provider
+	case d.SFTP != nil:
+		return "sftp"
+	case d.FTP != nil:
+		return "ftp"
+	}
+	return "local"
+}
+
+func (w *wizard) destinations() error {
+	var kept []destAnswer
+	for _, d := range w.a.Destinations {
+		remove, err := w.destination(&d, true, len(kept)+1)
+		if err != nil {
+			return err
+		}
+		if !remove {
+			kept = append(kept, d)
+		}
+	}
+	w.a.Destinations = kept
+	for len(w.a.Destinations)+len(w.a.OtherDestinations) == 0 || w.confirm("Add another destination?",
+		"A second copy elsewhere (say a local disk plus a cloud bucket) survives the loss of either.", false) {
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		d := destAnswer{}
+		if _, err := w.destination(&d, false, len(w.a.Destinations)+1); err != nil {
+			return err
+		}
+		w.a.Destinations = append(w.a.Destinations, d)
+	}
+	return nil
+}
+
+// confirm asks a yes/no question; a cancelled form answers no (the next
+// form notices the cancellation).
+func (w *wizard) confirm(title, desc string, def bool) bool {
+	v := def
+	if err := w.form(huh.NewGroup(huh.NewConfirm().Title(title).Description(desc).Value(&v))); err != nil {
+		return false
+	}
+	return v
+}
+
+// destination asks for one destination; it reports whether the user asked
+// to remove it.
+func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) {
+	kind := destKindOf(*d)
+	opts := []huh.Option[string]{}
+	for _, k := range destKinds {
+		opts = append(opts, huh.NewOption(k.label, k.value))
+	}
+	title := fmt.Sprintf("Destination %d: where should backups go?", n)
+	if existing {
+		title = fmt.Sprintf("Destination %d: %s (%s)", n, d.Name, describeDest(*d))
+		opts = append(opts, huh.NewOption("Remove this destination", "remove"))
+	}
+	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).
+		Description("Snapshots are stored per host, so several servers can share one destination.").
+		Options(opts...).Value(&kind))); err != nil {
+		return false, err
+	}
+	if kind == "remove" {
+		return true, nil
+	}
+	if kind != destKindOf(*d) || d.DestinationSpec.Driver() == "" {
+		// A new kind starts from its defaults, under the same name.
+		name := d.Name
+		*d = destAnswer{Name: name}
+		switch {
+		case kind == "local":
+			d.Local = &v1.LocalDestination{Path: defaultLocalPath}
+		case strings.HasPrefix(kind, "s3:"):
+			p := strings.TrimPrefix(kind, "s3:")
+			d.S3 = &v1.S3Destination{Provider: p, Region: defaultRegion(p)}
+		case kind == "sftp":
+			d.SFTP = &v1.SFTPDestination{Port: 22, User: "backup", Path: "/backups", KnownHostsFile: "/root/.ssh/known_hosts"}
+			if _, err := os.Stat("/root/.ssh/id_ed25519"); err == nil {
+				d.SFTP.PrivateKeyFile = "/root/.ssh/id_ed25519"
+			}
+		case kind == "ftp":
+			d.FTP = &v1.FTPDestination{Port: 21, User: "backup", Path: "/backups", TLS: "explicit"}
+		}
+		if d.Name == "" {
+			d.Name = w.uniqueDestName(defaultDestName(strings.Split(kind, ":")[0], strings.TrimPrefix(kind, "s3:")))
+		}
+	}
+	problem := ""
+	for {
+		var err error
+		switch {
+		case d.Local != nil:
+			err = w.localForm(d, problem)
+		case d.S3 != nil:
+			err = w.s3Form(d, problem)
+		case d.SFTP != nil:
+			err = w.sftpForm(d, problem)
+		case d.FTP != nil:
+			err = w.ftpForm(d, problem)
+		}
+		if err != nil {
+			return false, err
+		}
+		if w.f.skipChecks || d.Local != nil {
+			w.done(fmt.Sprintf("destination %s: %s", d.Name, describeDest(*d)))
+			return false, nil
+		}
+		fmt.Fprintf(w.out, "Checking %s ...\n", describeDest(*d))
+		res := checkDestinationLive(w.ctx, *d)
+		if w.report(res) {
+			w.done(fmt.Sprintf("destination %s: %s", d.Name, describeDest(*d)))
+			return false, nil
+		}
+		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", describeDest(*d), res.err)
+	}
+}
+
+// report prints the outcome of a live check and says whether to go on.
+func (w *wizard) report(r liveResult) bool {
+	switch {
+	case !r.checked:
+		fmt.Fprintln(w.out, dimStyle.Render("· "+r.what+": not checked (this build of aegis-agent cannot connect to it yet); each answer's format was checked"))
+		return true
+	case r.err != nil:
+		fmt.Fprintln(w.out, badStyle.Render("✗ "+r.what+": "+r.err.Error()))
+		return false
+	}
+	fmt.Fprintln(w.out, okStyle.Render("✓ "+r.what+": reachable with these credentials"))
+	return true
+}
+
+func (w *wizard) uniqueDestName(base string) string {
+	name := base
+	for i := 2; ; i++ {
+		taken := false
+		for _, d := range w.a.Destinations {
+			if d.Name == name {
+				taken = true
+			}
+		}
+		if !taken {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+// nameInput asks for an object's name, unique among its siblings.
+func nameInput(title string, v *string, taken func(string) bool) *huh.Input {
+	return huh.NewInput().Title(title).Value(v).Validate(func(s string) error {
+		if err := checkName(s); err != nil {
+			return err
+		}
+		if taken(s) {
+			return fmt.Errorf("%s is already used by another one: pick another name", s)
+		}
+		return nil
+	})
+}
+
+func (w *wizard) destNameTaken(self *destAnswer) func(string) bool {
+	return func(s string) bool {
+		for i := range w.a.Destinations {
+			if &w.a.Destinations[i] != self && w.a.Destinations[i].Name == s {
+				return true
+			}
+		}
+		return slices.Contains(w.a.OtherDestinations, s)
+	}
+}
+
+// problemNote shows why the last answers failed, above the fields.
+func problemNote(problem string) []huh.Field {
+	if problem == "" {
+		return nil
+	}
+	return []huh.Field{huh.NewNote().Title("That did not work").Description(problem)}
+}
+
+func (w *wizard) localForm(d *destAnswer, problem string) error {
+	fields := append(problemNote(problem),
+		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
+		huh.NewInput().Title("Directory for the backups").
+			Description("Created when missing. Best on another disk than the data it protects.").
+			Value(&d.Local.Path).Validate(checkLocalTarget),
+	)
+	return w.form(huh.NewGroup(fields...))
+}
+
+// secretInput asks for a secret; stored says where the current one is,
+// which an empty answer keeps.
+func secretInput(title, stored string, v *string) *huh.Input {
+	desc := "Typed text is not shown. It is stored in its own file of mode 0600, never in the manifest."
+	if stored != "" {
+		desc = "Leave empty to keep the one stored in " + stored + "."
+	}
+	return huh.NewInput().Title(title).Description(desc).EchoMode(huh.EchoModePassword).Value(v)
+}
+
+func (w *wizard) s3Form(d *destAnswer, problem string) error {
+	s := d.S3
+	var keyID, secret string
+	needEndpoint := s.Provider == "minio" || s.Provider == "other"
+	endpointDesc := "Leave empty for the provider's standard endpoint in that region."
+	if needEndpoint {
+		endpointDesc = "Such as https://minio.example.com:9000 (http:// only for a server on this host)."
+	}
+	stored := s.CredentialsFile
+	fields := append(problemNote(problem),
+		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
+		huh.NewInput().Title("Region").Description("Where the bucket lives, such as "+orDefault(defaultRegion(s.Provider), "us-east-1")+".").Value(&s.Region),
+		huh.NewInput().Title("Endpoint URL").Description(endpointDesc).Value(&s.Endpoint).Validate(checkEndpoint(needEndpoint)),
+		huh.NewInput().Title("Bucket").Description("It must exist already.").Value(&s.Bucket).Validate(checkBucket),
+		huh.NewInput().Title("Prefix inside the bucket (optional)").Value(&s.Prefix),
+		huh.NewInput().Title("Access key ID").
+			Description(orDefault(map[bool]string{true: "Leave empty to keep the stored credentials."}[stored != ""],
+				"Leave empty to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the agent's environment.")).
+			Value(&keyID),
+		secretInput("Secret access key", stored, &secret).Validate(func(v string) error {
+			if (keyID == "") != (v == "") {
+				return errors.New("give both the access key ID and the secret access key, or leave both empty")
+			}
+			return nil
+		}),
+	)
+	if err := w.form(huh.NewGroup(fields...)); err != nil {
+		return err
+	}
+	d.AccessKeyID, d.SecretAccessKey = nil, nil
+	if keyID != "" {
+		d.AccessKeyID, d.SecretAccessKey = typedSecret(keyID), typedSecret(secret)
+	}
+	return nil
+}
+
+func (w *wizard) sftpForm(d *destAnswer, problem string) error {
+	s := d.SFTP
+	port := strconv.Itoa(orZero(s.Port, 22))
+	auth := "key"
+	if s.PrivateKeyFile == "" && s.PasswordFile != "" {
+		auth = "password"
+	}
+	var password string
+	err := w.form(
+		huh.NewGroup(append(problemNote(problem),
+			nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
+			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(checkHost),
+			huh.NewInput().Title("Port").Value(&port).Validate(checkPort),
+			huh.NewInput().Title("User").Value(&s.User).Validate(required("a user")),
+			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(required("a directory")),
+			huh.NewSelect[string]().Title("Log in with").Options(
+				huh.NewOption("A private key file (recommended)", "key"),
+				huh.NewOption("A password", "password")).Value(&auth),
+		)...),
+		huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(checkExistingFile)).
+			WithHideFunc(func() bool { return auth != "key" }),
+		huh.NewGroup(secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
+			if v == "" && s.PasswordFile == "" {
+				return errors.New("a password is required")
+			}
+			return nil
+		})).WithHideFunc(func() bool { return auth != "password" }),
+		huh.NewGroup(huh.NewInput().Title("known_hosts file with the server's host key").
+			Description("The server's key is always verified.").
+			Value(&s.KnownHostsFile).Validate(func(f string) error {
+			p, _ := strconv.Atoi(port)
+			return checkKnownHosts(s.Host, p)(f)
+		})),
+	)
+	if err != nil {
+		return err
+	}
+	s.Port = atoiOr(port, 22)
+	d.Password = nil
+	if auth == "key" {
+		s.PasswordFile = ""
+	} else {
+		s.PrivateKeyFile = ""
+		if password != "" {
+			d.Password = typedSecret(password)
+		}
+	}
+	return nil
+}
+
+func (w *wizard) ftpForm(d *destAnswer, problem string) error {
+	s := d.FTP
+	port := strconv.Itoa(orZero(s.Port, 21))
+	tls := orDefault(s.TLS, "explicit")
+	var password string
+	err := w.form(huh.NewGroup(append(problemNote(problem),
+		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
+		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(checkHost),
+		huh.NewSelect[string]().Title("Encryption of the connection").Options(
+			huh.NewOption("Explicit TLS (AUTH TLS, usually port 21) — recommended", "explicit"),
+			huh.NewOption("Implicit TLS (FTPS, usually port 990)", "implicit"),
+			huh.NewOption("None: password and data travel in clear text", "none")).Value(&tls),
+		huh.NewInput().Title("Port").Value(&port).Validate(checkPort),
+		huh.NewInput().Title("User").Value(&s.User).Validate(required("a user")),
+		secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
+			if v == "" && s.PasswordFile == "" {
+				return errors.New("a password is required")
+			}
+			return nil
+		}),
+		huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(required("a directory")),
+		huh.NewInput().Title("CA certificate file (optional)").Description("For a server whose certificate is not signed by a public authority.").
+			Value(&s.CAFile).Validate(func(v string) error {
+			if v == "" {
+				return nil
+			}
+			return checkExistingFile(v)
+		}),
+	)...))
+	if err != nil {
+		return err
+	}
+	s.Port, s.TLS = atoiOr(port, 21), tls
+	if s.Port == 21 {
+		s.Port = 0
+	}
+	if s.TLS == "explicit" {
+		s.TLS = ""
+	}
+	d.Password = nil
+	if password != "" {
+		d.Password = typedSecret(password)
+	}
+	return nil
+}
+
+func required(what string) func(string) error {
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			return errors.New(what + " is required")
+		}
+		return nil
+	}
+}
+
+func orZero(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}
+
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// Source kinds as the wizard offers them.
+var sourceKinds = []struct{ label, value string }{
+	{"Files and directories", "files"},
+	{"PostgreSQL databases", "postgres"},
+	{"MySQL or MariaDB databases", "mysql"},
+	{"Docker volumes", "docker"},
+	{"This system's configuration", "system"},
+}
+
+func sourceKindOf(s sourceAnswer) string {
+	switch s.Driver() {
+	case "dockerVolume":
+		return "docker"
+	case "":
+		return "files"
+	}
+	return s.Driver()
+}
+
+func (w *wizard) sources() error {
+	var kept []sourceAnswer
+	for _, s := range w.a.Sources {
+		remove, err := w.source(&s, true, len(kept)+1)
+		if err != nil {
+			return err
+		}
+		if !remove {
+			kept = append(kept, s)
+		}
+	}
+	w.a.Sources = kept
+	for len(w.a.Sources) == 0 || w.confirm("Add another source?",
+		"Such as a database besides the files. Each source is read once per run and stored as its own data object.", false) {
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		s := sourceAnswer{}
+		if _, err := w.source(&s, false, len(w.a.Sources)+1); err != nil {
+			return err
+		}
+		w.a.Sources = append(w.a.Sources, s)
+	}
+	return nil
+}
+
+func (w *wizard) sourceNameTaken(self *sourceAnswer) func(string) bool {
+	return func(s string) bool {
+		for i := range w.a.Sources {
+			if &w.a.Sources[i] != self && w.a.Sources[i].Name == s {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func (w *wizard) uniqueSourceName(base string) string {
+	name := base
+	for i := 2; w.sourceNameTaken(nil)(name); i++ {
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+	return name
+}
+
+func firstExisting(def string, paths ...string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return def
+}
+
+func (w *wizard) source(s *sourceAnswer, existing bool, n int) (bool, error) {
+	kind := sourceKindOf(*s)
+	opts := []huh.Option[string]{}
+	for _, k := range sourceKinds {
+		opts = append(opts, huh.NewOption(k.label, k.value))
+	}
+	title := fmt.Sprintf("Source %d: what should be backed up?", n)
+	if existing {
+		title = fmt.Sprintf("Source %d: %s (%s)", n, s.Name, describeSource(*s))
+		opts = append(opts, huh.NewOption("Remove this source", "remove"))
+	}
+	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).Options(opts...).Value(&kind))); err != nil {
+		return false, err
+	}
+	if kind == "remove" {
+		return true, nil
+	}
+	if kind != sourceKindOf(*s) || s.Driver() == "" {
+		name := s.Name
+		*s = sourceAnswer{Source: v1.Source{Name: name, Hooks: s.Hooks}}
+		switch kind {
+		case "files":
+			s.Files = &v1.FilesSource{OneFileSystem: true}
+		case "postgres":
+			s.Postgres = &v1.PostgresSource{Host: firstExisting("localhost", "/var/run/postgresql"), User: "postgres"}
+		case "mysql":
+			s.MySQL = &v1.MySQLSource{User: "root", Socket: firstExisting("", "/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock")}
+			if s.MySQL.Socket == "" {
+				s.MySQL.Host = "localhost"
+			}
+		case "docker":
+			s.DockerVolume = &v1.DockerVolumeSource{}
+		case "system":
+			s.System = &v1.SystemSource{}
+		}
+		if s.Name == "" {
+			s.Name = w.uniqueSourceName(kind)
+		}
+	}
+	problem := ""
+	for {
+		var err error
+		switch {
+		case s.Files != nil:
+			err = w.filesForm(s)
+		case s.Postgres != nil:
+			err = w.postgresForm(s, problem)
+		case s.MySQL != nil:
+			err = w.mysqlForm(s, problem)
+		case s.DockerVolume != nil:
+			err = w.dockerForm(s, problem)
+		case s.System != nil:
+			err = w.systemForm(s)
+		}
+		if err != nil {
+			return false, err
+		}
+		if w.f.skipChecks || s.Files != nil || s.System != nil {
+			w.done(fmt.Sprintf("source %s: %s", s.Name, describeSource(*s)))
+			return false, nil
+		}
+		fmt.Fprintf(w.out, "Checking %s ...\n", describeSource(*s))
+		res := checkSourceLive(w.ctx, *s)
+		if w.report(res) {
+			w.done(fmt.Sprintf("source %s: %s", s.Name, describeSource(*s)))
+			return false, nil
+		}
+		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", describeSource(*s), res.err)
+	}
+}
+
+func (w *wizard) filesForm(s *sourceAnswer) error {
+	f := s.Files
+	paths := strings.Join(f.Paths, ", ")
+	exclude := strings.Join(f.Exclude, ", ")
+	err := w.form(huh.NewGroup(
+		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
+		huh.NewInput().Title("Paths to back up").
+			Description("Separate several with commas, such as /etc, /var/www, /home.").
+			Value(&paths).Validate(checkPathList),
+		huh.NewInput().Title("Exclude (optional)").
+			Description("Glob patterns, separated by commas; ** matches any directories: **/*.log, **/cache/**, /var/www/tmp").
+			Value(&exclude),
+		huh.NewConfirm().Title("Stay on the file systems of these paths?").
+			Description("Yes skips other disks, network shares and /proc mounted below them.").
+			Value(&f.OneFileSystem),
+	))
+	f.Paths, f.Exclude = splitList(paths), splitList(exclude)
+	return err
+}
+
+func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
+	p := s.Postgres
+	port := ""
+	if p.Port != 0 {
+		port = strconv.Itoa(p.Port)
+	}
+	dbs := strings.Join(p.Databases, ", ")
+	globals := p.Globals == nil || *p.Globals
+	var password string
+	err := w.form(huh.NewGroup(append(problemNote(problem),
+		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
+		huh.NewInput().Title("PostgreSQL server").
+			Description("Host name, or the directory of its socket (such as /var/run/postgresql) on this host.").
+			Value(&p.Host).Validate(checkDBHost),
+		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(checkPort),
+		huh.NewInput().Title("User").Value(&p.User).Validate(required("a user")),
+		secretInput("Password", p.PasswordFile, &password).
+			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + p.PasswordFile + "."}[p.PasswordFile != ""],
+				"Leave empty for peer or trust authentication over the socket. Stored in its own file of mode 0600.")),
+		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
+		huh.NewConfirm().Title("Include roles and tablespaces (globals)?").Value(&globals),
+	)...))
+	if err != nil {
+		return err
+	}
+	p.Port = atoiOr(port, 0)
+	p.Databases = splitList(dbs)
+	p.Globals = nil
+	if !globals {
+		p.Globals = &globals
+	}
+	s.Password = nil
+	if password != "" {
+		s.Password = typedSecret(password)
+	}
+	return nil
+}
+
+func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
+	m := s.MySQL
+	port := ""
+	if m.Port != 0 {
+		port = strconv.Itoa(m.Port)
+	}
+	dbs := strings.Join(m.Databases, ", ")
+	var password string
+	err := w.form(huh.NewGroup(append(problemNote(problem),
+		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
+		huh.NewInput().Title("Socket (on this host)").Description("Empty to connect over TCP to the host below.").
+			Value(&m.Socket).Validate(func(v string) error {
+			if v == "" {
+				return nil
+			}
+			return checkExisting(v)
+		}),
+		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(checkDBHost),
+		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(checkPort),
+		huh.NewInput().Title("User").Value(&m.User).Validate(required("a user")),
+		secretInput("Password", m.PasswordFile, &password).
+			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + m.PasswordFile + "."}[m.PasswordFile != ""],
+				"Leave empty for socket authentication. Stored in its own file of mode 0600.")),
+		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
+	)...))
+	if err != nil {
+		return err
+	}
+	m.Port = atoiOr(port, 0)
+	m.Databases = splitList(dbs)
+	s.Password = nil
+	if password != "" {
+		s.Password = typedSecret(password)
+	}
+	return nil
+}
+
+func (w *wizard) dockerForm(s *sourceAnswer, problem string) error {
+	dv := s.DockerVolume
+	by := "name"
+	label := ""
+	for k, v := range dv.Selector {
+		by, label = "label", k+"="+v
+	}
+	err := w.form(
+		huh.NewGroup(append(problemNote(problem),
+			nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
+			huh.NewSelect[string]().Title("Which volumes?").Options(
+				huh.NewOption("One volume, by name", "name"),
+				huh.NewOption("Every volume with a label", "label")).Value(&by),
+		)...),
+		huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(checkVolume)).
+			WithHideFunc(func() bool { return by != "name" }),
+		huh.NewGroup(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
+			Validate(func(v string) error {
+				if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+					return errors.New("write the label as KEY=VALUE, such as backup=true")
+				}
+				return nil
+			})).WithHideFunc(func() bool { return by != "label" }),
+		huh.NewGroup(huh.NewConfirm().Title("Stop the containers using them during the backup?").
+			Description("Yes gives a consistent copy of databases kept in volumes; they restart right after.").
+			Value(&dv.StopContainers)),
+	)
+	if err != nil {
+		return err
+	}
+	if by == "name" {
+		dv.Selector = nil
+	} else {
+		k, v, _ := strings.Cut(label, "=")
+		dv.Name, dv.Selector = "", map[string]string{k: v}
+	}
+	return nil
+}
+
+func (w *wizard) systemForm(s *sourceAnswer) error {
+	extra := strings.Join(s.System.ExtraPaths, ", ")
+	err := w.form(huh.NewGroup(
+		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
+		huh.NewInput().Title("Extra paths (optional)").
+			Description("Besides the system's configuration, separated by commas, such as /opt/app/config.").
+			Value(&extra).Validate(func(v string) error {
+			if strings.TrimSpace(v) == "" {
+				return nil
+			}
+			return checkPathList(v)
+		}),
+	))
+	s.System.ExtraPaths = splitList(extra)
+	return err
+}
+
+func (w *wizard) encryption() error {
+	e := &w.a.Encryption
+	for {
+		mode := orDefault(e.Mode, "age")
+		if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("Encryption").
+			Description("Backups leave this host: encrypt them.").
+			Options(
+				huh.NewOption("age (recommended): this host holds only the public key, so it cannot read old backups", "age"),
+				huh.NewOption("openssl AES-256-CBC with a key file (as the original Aegis did)", "openssl"),
+				huh.NewOption("None: store backups unencrypted", "none"),
+			).Value(&mode))); err != nil {
+			return err
+		}
+		if mode != e.Mode {
+			*e = encAnswer{Mode: mode}
+		}
+		var err error
+		switch mode {
+		case "age":
+			err = w.ageKey()
+		case "openssl":
+			err = w.opensslKey()
+		case "none":
+			if !w.confirm("Store backups unencrypted?", "Anyone who can read the destination can then read every file and database in them.", false) {
+				if w.ctx.Err() != nil {
+					return w.ctx.Err()
+				}
+				continue
+			}
+		}
+		if err == nil {
+			w.done("encryption: " + describeEncryption(*e))
+		}
+		return err
+	}
+}
+
+func (w *wizard) ageKey() error {
+	e := &w.a.Encryption
+	how := "generate"
+	opts := []huh.Option[string]{
+		huh.NewOption("Generate a new key (recommended)", "generate"),
+		huh.NewOption("Use public keys I have (age1...)", "public"),
+	}
+	if len(e.Recipients) > 0 || e.RecipientsFile != "" {
+		how = "keep"
+		what := strings.Join(e.Recipients, ", ")
+		if e.RecipientsFile != "" {
+			what = orDefault(what+", ", "") + "the keys in " + e.RecipientsFile
+		}
+		opts = append([]huh.Option[string]{huh.NewOption("Keep the current key(s): "+shorten(what, 60), "keep")}, opts...)
+	}
+	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("age key").Options(opts...).Value(&how))); err != nil {
+		return err
+	}
+	switch how {
+	case "keep":
+		return nil
+	case "public":
+		list := strings.Join(e.Recipients, ", ")
+		if err := w.form(huh.NewGroup(huh.NewInput().Title("age public keys").
+			Description("Separated by commas. Restoring needs one of their identities.").
+			Value(&list).Validate(checkRecipients))); err != nil {
+			return err
+		}
+		*e = encAnswer{Mode: "age", Recipients: splitList(list)}
+		return nil
+	}
+	// Generate (or reuse the identity this policy already has).
+	*e = encAnswer{Mode: "age"}
+	if err := e.prepare(w.a.Policy, w.dirs, &setupPlan{}); err != nil {
+		return err
+	}
+	state := "It is written, mode 0600, when you confirm at the end."
+	if e.newKey == nil {
+		state = "It exists already and is used as it is."
+	}
+	return w.keyWarning("Your age key", fmt.Sprintf(
+		"Identity (the secret key): %s\n%s\nPublic key (goes into the manifest): %s",
+		e.IdentityFile, state, e.Recipients[0]), e.IdentityFile)
+}
+
+func (w *wizard) opensslKey() error {
+	e := &w.a.Encryption
+	if e.KeyFile == "" {
+		e.KeyFile = opensslKeyPath(w.dirs, w.a.Policy)
+	}
+	if err := w.form(huh.NewGroup(huh.NewInput().Title("openssl key file").
+		Description("Generated when missing: 64 hex characters on one line, what openssl enc -pass file: reads.").
+		Value(&e.KeyFile).Validate(func(v string) error {
+		if err := checkAbsPath(v); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(v); err == nil && fi.IsDir() {
+			return fmt.Errorf("%s is a directory: give a file", v)
+		}
+		return nil
+	}))); err != nil {
+		return err
+	}
+	e.newKey = nil
+	if err := e.prepare(w.a.Policy, w.dirs, &setupPlan{}); err != nil {
+		return err
+	}
+	state := "It exists already and is used as it is."
+	if e.newKey != nil {
+		state = "It is generated and written, mode 0600, when you confirm at the end."
+	}
+	return w.keyWarning("Your openssl key", "Key file: "+e.KeyFile+"\n"+state, e.KeyFile)
+}
+
+// keyWarning says plainly where the key is and that it must be kept off
+// this host, and asks the user to say they will.
+func (w *wizard) keyWarning(title, what, file string) error {
+	ok := false
+	return w.form(huh.NewGroup(
+		huh.NewNote().Title(title).Description(what+"\n\n"+
+			"Without this key NO backup can be restored. If this server is lost, the copy\n"+
+			"on it is lost too: after the setup, store a copy somewhere safe OFF this\n"+
+			"server (a password manager, a vault, a printout in a safe):\n\n"+
+			"    cat "+file),
+		huh.NewConfirm().Title("Will you keep a copy of the key off this server?").
+			Affirmative("Yes, I will").Negative("No").Value(&ok).
+			Validate(func(v bool) error {
+				if !v {
+					return errors.New("without a copy off this server, losing the server loses every backup: answer Yes once you know where the copy goes")
+				}
+				return nil
+			}),
+	))
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func (w *wizard) schedule() error {
+	a := w.a
+	preset := "custom"
+	for _, p := range schedulePresets {
+		if p.expr == a.Schedule {
+			preset = p.expr
+		}
+	}
+	opts := []huh.Option[string]{}
+	for _, p := range schedulePresets {
+		opts = append(opts, huh.NewOption(fmt.Sprintf("%s (%s)", p.label, p.expr), p.expr))
+	}
+	opts = append(opts, huh.NewOption("Custom: a cron expression or @every", "custom"))
+	custom := a.Schedule
+	tz := a.TimeZone
+	r := a.Retention
+	counts := []*string{ptr(strconv.Itoa(r.Hourly)), ptr(strconv.Itoa(r.Daily)), ptr(strconv.Itoa(r.Weekly)), ptr(strconv.Itoa(r.Monthly)), ptr(strconv.Itoa(r.Yearly))}
+	count := func(title, desc string, v *string) *huh.Input {
+		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(checkCount)
+	}
+	err := w.form(
+		huh.NewGroup(
+			huh.NewSelect[string]().Title("When should backups run?").Options(opts...).Value(&preset),
+			huh.NewInput().Title("Time zone of the schedule").Description("An IANA name, such as UTC or Europe/Berlin.").
+				Value(&tz).Validate(checkTimeZone),
+		),
+		huh.NewGroup(huh.NewInput().Title("Schedule").
+			Description("5 cron fields (minute hour day-of-month month weekday), such as 30 2 * * *, or @daily, @every 6h.").
+			Value(&custom).Validate(func(s string) error { return checkSchedule(tz)(s) })).
+			WithHideFunc(func() bool { return preset != "custom" }),
+		huh.NewGroup(
+			huh.NewNote().Title("Retention").Description("How many snapshots to keep. A snapshot that any rule keeps is kept; the rest are deleted after each run."),
+			count("Hourly", "The last snapshot of each of the last N hours.", counts[0]),
+			count("Daily", "The last of each of the last N days.", counts[1]),
+			count("Weekly", "The last of each of the last N weeks.", counts[2]),
+			count("Monthly", "The last of each of the last N months.", counts[3]),
+			count("Yearly", "The last of each of the last N years.", counts[4]).Validate(func(s string) error {
+				if err := checkCount(s); err != nil {
+					return err
+				}
+				total := 0
+				for _, c := range counts {
+					total += atoiOr(*c, 0)
+				}
+				if total == 0 && r.KeepLast == 0 && r.Within == "" {
+					return errors.New("every count is 0, which keeps nothing: give at least one, such as 7 daily")
+				}
+				return nil
+			}),
+		),
+	)
+	if err != nil {
+		return err
+	}
+	if preset == "custom" {
+		a.Schedule = strings.TrimSpace(custom)
+	} else {
+		a.Schedule = preset
+	}
+	a.TimeZone = tz
+	defer func() {
+		w.done(fmt.Sprintf("schedule %q (%s) in %s; keep %s", a.Schedule, orDefault(describeSchedule(a.Schedule), "custom"), orDefault(a.TimeZone, "UTC"), describeRetention(a.Retention)))
+	}()
+	r.Hourly, r.Daily, r.Weekly, r.Monthly, r.Yearly = atoiOr(*counts[0], 0), atoiOr(*counts[1], 0), atoiOr(*counts[2], 0), atoiOr(*counts[3], 0), atoiOr(*counts[4], 0)
+	a.Retention = r
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (w *wizard) notifications() error {
+	n := notifyAnswer{}
+	if w.a.Notify != nil {
+		n = *w.a.Notify
+	}
+	host, _ := os.Hostname()
+	err := w.form(huh.NewGroup(
+		huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Both are optional: Enter skips."),
+		huh.NewInput().Title("Ping URL").
+			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged after each successful run, and\nURL/fail after a failed one. If the pings stop, it alerts you, even when this host is down.").
+			Placeholder("https://hc-ping.com/your-uuid").
+			Value(&n.PingURL).Validate(checkURL),
+		huh.NewInput().Title("Command to run when a backup fails").
+			Description("Run by the shell, such as a mail to root.").
+			Placeholder(fmt.Sprintf("mail -s 'Aegis backup failed on %s' root < /dev/null", orDefault(host, "this host"))).
+			Value(&n.OnFailure),
+	))
+	if err != nil {
+		return err
+	}
+	n.PingURL, n.OnFailure = strings.TrimSpace(n.PingURL), strings.TrimSpace(n.OnFailure)
+	w.a.Notify = nil
+	if !n.empty() {
+		w.a.Notify = &n
+	}
+	switch {
+	case n.empty():
+		w.done("notifications: none (aegis-agent status and the status files still tell)")
+	default:
+		var parts []string
+		if n.PingURL != "" {
+			parts = append(parts, "ping "+n.PingURL)
+		}
+		if n.OnFailure != "" {
+			parts = append(parts, "on failure run "+n.OnFailure)
+		}
+		w.done("notifications: " + strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+func describeEncryption(e encAnswer) string {
+	switch e.Mode {
+	case "age":
+		if e.IdentityFile != "" {
+			return "age, identity " + e.IdentityFile
+		}
+		return "age, to " + shorten(strings.Join(append(slices.Clone(e.Recipients), e.RecipientsFile), " "), 70)
+	case "openssl":
+		return "openssl, key file " + e.KeyFile
+	}
+	return "none"
+}
+
+func describeRetention(r v1.Retention) string {
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		what string
+	}{{r.KeepLast, "last"}, {r.Hourly, "hourly"}, {r.Daily, "daily"}, {r.Weekly, "weekly"}, {r.Monthly, "monthly"}, {r.Yearly, "yearly"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	if r.Within != "" {
+		parts = append(parts, "all within "+r.Within)
+	}
+	return orDefault(strings.Join(parts, ", "), "everything")
+}
+
+// review shows the manifests and what else init will write, and asks
+// what to do.
+func (w *wizard) review() (*setupPlan, string, error) {
+	plan, err := prepareSetup(w.a, w.dirs, w.file)
+	if err != nil {
+		fmt.Fprintln(w.out, badStyle.Render("✗ "+err.Error()))
+		return nil, "change", nil
+	}
+	fmt.Fprintln(w.out, headStyle.Render("\nThe manifests, for "+plan.manifestPath+":")+"\n")
+	fmt.Fprintln(w.out, string(plan.manifest))
+	if len(plan.files) > 0 {
+		fmt.Fprintln(w.out, headStyle.Render("Also written, each mode 0600:"))
+		for _, f := range plan.files {
+			fmt.Fprintf(w.out, "  %s  (%s)\n", f.path, f.what)
+		}
+		fmt.Fprintln(w.out)
+	}
+	action := "write"
+	opts := []huh.Option[string]{
+		huh.NewOption("Write these files", "write"),
+		huh.NewOption("Change something (go through the answers again)", "change"),
+		huh.NewOption("Quit without writing anything", "quit"),
+	}
+	if len(plan.problems) > 0 {
+		fmt.Fprintln(w.out, badStyle.Render("These manifests would not validate:"))
+		for _, p := range plan.problems {
+			fmt.Fprintln(w.out, "  "+p.Error())
+		}
+		action, opts = "change", opts[1:]
+	}
+	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("Write this setup?").Options(opts...).Value(&action))); err != nil {
+		return nil, "", err
+	}
+	return plan, action, nil
+}
+
+func (w *wizard) write(plan *setupPlan) error {
+	fmt.Fprintln(w.out)
+	if err := finishSetup(w.ctx, w.out, w.g, w.f, w.dirs, w.a, plan); err != nil {
+		return err
+	}
+	fmt.Fprintln(w.out, okStyle.Render("✓ setup written"))
+	if w.confirm("Run a first backup now, and verify it?", "Runs aegis-agent run "+w.a.Policy+", then aegis-agent verify "+w.a.Policy+".", true) {
+		if err := firstBackup(w.ctx, w.out, w.out, w.g, w.a); err != nil {
+			fmt.Fprintln(w.out, badStyle.Render("✗ the first backup or its verification failed: see above; the setup is written, fix what is wrong and run aegis-agent init again to edit it"))
+			return err
+		}
+		fmt.Fprintln(w.out, okStyle.Render("✓ first backup stored and verified"))
+	}
+	w.nextSteps()
+	return nil
+}
+
+func (w *wizard) nextSteps() {
+	var b strings.Builder
+	b.WriteString(headStyle.Render("\nNext steps") + "\n")
+	b.WriteString("  Start the agent, which runs the schedule (installed by make install):\n      systemctl enable --now aegis-agent\n")
+	b.WriteString("  (A running agent picks the new manifests up by itself.)\n")
+	b.WriteString("  See what it does:   aegis-agent status\n")
+	switch e := w.a.Encryption; {
+	case e.Mode == "age" && e.IdentityFile != "":
+		b.WriteString("  Copy the key off this server now:   cat " + e.IdentityFile + "\n")
+	case e.Mode == "openssl":
+		b.WriteString("  Copy the key off this server now:   cat " + e.KeyFile + "\n")
+	}
+	if w.f.saveAnswers != "" {
+		b.WriteString("  The same setup on another server:   aegis-agent init --non-interactive --answers " + w.f.saveAnswers + "\n")
+	} else {
+		b.WriteString("  Record these answers for other servers:   aegis-agent init --non-interactive --save-answers FILE\n")
+	}
+	b.WriteString("  Change this setup:   aegis-agent init" + map[bool]string{true: " --policy " + w.a.Policy}[len(w.others) > 0] + "\n")
+	fmt.Fprint(w.out, b.String())
+}

@@ -1,0 +1,344 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/aegis-backup/aegis/drivers"
+)
+
+// Put stores everything read from r under key.
+//
+// An object that fits in one part goes up with one PUT. A larger one is a
+// multipart upload streamed from r: parts are read into memory one after the
+// other and up to parallelUploads of them are uploaded at once, so the
+// memory used is at most (parallelUploads + 1) × the part size. A part is
+// held in memory until the server took it, so it can be retried on its own;
+// the stream is never read twice. Each part and object carries its SHA-256,
+// which the server checks. The object appears only when the upload
+// completes; on any failure, or when ctx is done, the upload is aborted.
+// Finally the size the server reports is compared with the bytes read.
+//
+// S3 allows 10,000 parts. An object's size is not known in advance, so the
+// part size stays as configured up to part 5,000 and then doubles every
+// 1,000 parts (and the memory bound with it): an object may reach 67,000 ×
+// the part size (about 1 TiB at the default 16 MiB) before Put stops with a
+// clear error.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	name, err := s.objectName(key)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.upload(ctx, name, r)
+	if err != nil {
+		return n, fmt.Errorf("upload %s: %w", s.where(name), err)
+	}
+	return n, nil
+}
+
+// partSizeFor returns the size of part n (from 1): the configured size up
+// to part 5,000, then doubling every 1,000 parts, at most 5 GiB.
+func partSizeFor(base int64, n int) int64 {
+	if n <= 5000 {
+		return base
+	}
+	shift := (n-5001)/1000 + 1
+	return min(base<<shift, maxPartSize)
+}
+
+// maxObjectSize is what fits in maxParts parts starting at base.
+func maxObjectSize(base int64) int64 {
+	var total int64
+	for n := 1; n <= maxParts; n += 1000 {
+		total += 1000 * partSizeFor(base, n)
+	}
+	return total
+}
+
+func (s *Store) upload(ctx context.Context, name string, r io.Reader) (int64, error) {
+	first := getBuf(s.partSize)
+	n, err := readFull(ctx, r, first)
+	switch {
+	case err == io.EOF:
+		defer putBuf(first)
+		return int64(n), s.putSingle(ctx, name, first[:n])
+	case err != nil:
+		putBuf(first)
+		return int64(n), err
+	}
+	// The first part is full: read the second before starting a multipart
+	// upload, in case the object ends right here.
+	second := getBuf(partSizeFor(s.partSize, 2))
+	m, err := readFull(ctx, r, second)
+	total := int64(n + m)
+	switch {
+	case err != nil && err != io.EOF:
+		putBuf(first)
+		putBuf(second)
+		return total, err
+	case m == 0:
+		putBuf(second)
+		defer putBuf(first)
+		return total, s.putSingle(ctx, name, first)
+	}
+	return s.multipart(ctx, name, r, first, second[:m], err == io.EOF)
+}
+
+// putSingle stores data with one PUT, retried as needed.
+func (s *Store) putSingle(ctx context.Context, name string, data []byte) error {
+	// The reader may have ended because ctx is done: commit nothing then.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	err := s.opts.Retry.Do(ctx, "put "+s.where(name), func(ctx context.Context) error {
+		return s.classify(s.guardKick(ctx, func(ctx context.Context, kick func()) error {
+			_, err := s.core.PutObject(ctx, s.bucket, name, &kickReader{bytes.NewReader(data), kick}, int64(len(data)),
+				"", hex.EncodeToString(sum[:]), s.putOptions())
+			return err
+		}), "")
+	})
+	if err != nil {
+		return err
+	}
+	return s.verify(ctx, name, int64(len(data)))
+}
+
+func (s *Store) putOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{
+		ContentType:  "application/octet-stream",
+		StorageClass: s.class,
+		// We pass each payload's SHA-256, which signs it and lets the
+		// server check it, instead of minio's chunked signature.
+		DisableContentSha256: true,
+	}
+}
+
+// multipart uploads first, second (the last part if last) and the rest of r.
+func (s *Store) multipart(ctx context.Context, name string, r io.Reader, first, second []byte, last bool) (int64, error) {
+	total := int64(len(first) + len(second))
+	var id string
+	err := s.opts.Retry.Do(ctx, "start multipart upload "+s.where(name), func(ctx context.Context) error {
+		return s.classify(s.guard(ctx, func(ctx context.Context) error {
+			var err error
+			id, err = s.core.NewMultipartUpload(ctx, s.bucket, name, s.putOptions())
+			return err
+		}), "")
+	})
+	if err != nil {
+		putBuf(first)
+		putBuf(second)
+		return total, err
+	}
+
+	var (
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, s.parallel)
+		mu     sync.Mutex
+		parts  []minio.CompletePart
+		upErr  error
+		failed = make(chan struct{})
+	)
+	// send uploads part num from buf in the background once a slot is
+	// free; false means the upload already failed (or ctx is done) and
+	// nothing more should be read.
+	send := func(num int, buf []byte) (bool, error) {
+		select {
+		case slots <- struct{}{}:
+		case <-failed:
+			putBuf(buf)
+			return false, nil
+		case <-ctx.Done():
+			putBuf(buf)
+			return false, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			etag, err := s.putPart(ctx, name, id, num, buf)
+			putBuf(buf)
+			<-slots
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if upErr == nil {
+					upErr = fmt.Errorf("part %d: %w", num, err)
+					close(failed)
+				}
+				return
+			}
+			parts = append(parts, minio.CompletePart{PartNumber: num, ETag: etag})
+		}()
+		return true, nil
+	}
+
+	var readErr error
+	ok, readErr := send(1, first)
+	if ok {
+		ok, readErr = send(2, second)
+	}
+	for num := 3; ok && !last; num++ {
+		if num > maxParts {
+			readErr = drivers.Permanent(fmt.Errorf("object is larger than the %d MiB that %d parts starting at %d MiB hold; raise spec.s3.partSizeMiB",
+				maxObjectSize(s.partSize)>>20, maxParts, s.partSize>>20))
+			break
+		}
+		buf := getBuf(partSizeFor(s.partSize, num))
+		n, err := readFull(ctx, r, buf)
+		total += int64(n)
+		if err != nil && err != io.EOF {
+			putBuf(buf)
+			readErr = err
+			break
+		}
+		if n == 0 { // the object ended at a part boundary
+			putBuf(buf)
+			break
+		}
+		last = err == io.EOF
+		ok, readErr = send(num, buf[:n])
+	}
+	wg.Wait()
+
+	err = readErr
+	if err == nil {
+		err = upErr
+	}
+	if err == nil {
+		// The reader may have ended because ctx is done: commit nothing.
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.abort(ctx, name, id)
+		return total, err
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
+	if err := s.complete(ctx, name, id, parts, total); err != nil {
+		s.abort(ctx, name, id)
+		return total, err
+	}
+	return total, s.verify(ctx, name, total)
+}
+
+// putPart uploads one part, retried as needed, and returns its ETag.
+func (s *Store) putPart(ctx context.Context, name, id string, num int, data []byte) (string, error) {
+	sum := hex.EncodeToString(sha256Sum(data))
+	var etag string
+	err := s.opts.Retry.Do(ctx, fmt.Sprintf("upload part %d of %s", num, s.where(name)), func(ctx context.Context) error {
+		return s.classify(s.guardKick(ctx, func(ctx context.Context, kick func()) error {
+			p, err := s.core.PutObjectPart(ctx, s.bucket, name, id, num, &kickReader{bytes.NewReader(data), kick}, int64(len(data)),
+				minio.PutObjectPartOptions{Sha256Hex: sum, DisableContentSha256: true})
+			etag = p.ETag
+			return err
+		}), "")
+	})
+	return etag, err
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// complete finishes the upload. When the answer to a completion that
+// succeeded got lost, the retry finds no upload: the object then tells.
+func (s *Store) complete(ctx context.Context, name, id string, parts []minio.CompletePart, total int64) error {
+	tries := 0
+	return s.opts.Retry.Do(ctx, "complete multipart upload "+s.where(name), func(ctx context.Context) error {
+		tries++
+		err := s.guard(ctx, func(ctx context.Context) error {
+			_, err := s.core.CompleteMultipartUpload(ctx, s.bucket, name, id, parts, s.putOptions())
+			return err
+		})
+		if err != nil && tries > 1 && isCode(err, "NoSuchUpload") {
+			if oi, serr := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{}); serr == nil && oi.Size == total {
+				return nil
+			}
+		}
+		return s.classify(err, "")
+	})
+}
+
+// verify compares the size the server reports with the bytes sent. An
+// object of the wrong size is removed: it must not pass for a good one.
+func (s *Store) verify(ctx context.Context, name string, want int64) error {
+	var oi minio.ObjectInfo
+	err := s.opts.Retry.Do(ctx, "stat "+s.where(name), func(ctx context.Context) error {
+		return s.classify(s.guard(ctx, func(ctx context.Context) error {
+			var err error
+			oi, err = s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+			return err
+		}), "")
+	})
+	if err != nil {
+		return fmt.Errorf("check the stored size: %w", err)
+	}
+	if oi.Size != want {
+		_ = s.client.RemoveObject(context.WithoutCancel(ctx), s.bucket, name, minio.RemoveObjectOptions{})
+		return fmt.Errorf("the server stored %d bytes, %d were sent; the object was removed", oi.Size, want)
+	}
+	return nil
+}
+
+// abort aborts the multipart upload id, now or, if the server is away,
+// in the background until Close (see Options.CleanupGrace).
+func (s *Store) abort(ctx context.Context, name, id string) {
+	s.cleanups.Run(ctx, fmt.Sprintf("abort multipart upload %s of %s", id, s.where(name)), func(ctx context.Context) error {
+		err := s.guard(ctx, func(ctx context.Context) error {
+			return s.core.AbortMultipartUpload(ctx, s.bucket, name, id)
+		})
+		if err != nil && isCode(err, "NoSuchUpload") {
+			return nil
+		}
+		return s.classify(err, "")
+	})
+}
+
+func isCode(err error, code string) bool {
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.Code == code
+}
+
+// readFull reads into buf until it is full (nil error), r ends (io.EOF,
+// with what was read) or fails.
+func readFull(ctx context.Context, r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Part buffers are large: reuse them across parts and objects.
+var bufPools sync.Map // size → *sync.Pool of *[]byte
+
+func getBuf(size int64) []byte {
+	p, _ := bufPools.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}})
+	return *p.(*sync.Pool).Get().(*[]byte)
+}
+
+func putBuf(b []byte) {
+	b = b[:cap(b)]
+	if p, ok := bufPools.Load(int64(len(b))); ok {
+		p.(*sync.Pool).Put(&b)
+	}
+}

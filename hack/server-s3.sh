@@ -1,0 +1,207 @@
+#!/bin/bash
+# S3 servers of their own for the tests: two versitygw gateways (Apache-2.0)
+# on 127.0.0.1, one over plain HTTP and one over HTTPS with a self-signed
+# certificate, each with its data under DIR and a test bucket made through
+# the S3 API. Also installs rclone, the client the tests check Aegis with.
+#
+#   hack/server-s3.sh start DIR   # prints `export VAR=value` lines
+#   hack/server-s3.sh stop DIR    # stops both gateways
+#   hack/server-s3.sh kill DIR    # SIGKILLs both, keeping DIR: a later
+#                                 # `start DIR` brings them back on the same
+#                                 # ports with the same data and keys
+#
+# Exports AEGIS_TEST_S3_ENDPOINT (http://127.0.0.1:PORT),
+# AEGIS_TEST_S3_TLS_ENDPOINT (https://127.0.0.1:PORT), AEGIS_TEST_S3_BUCKET,
+# AEGIS_TEST_S3_CREDENTIALS_FILE (an AWS shared credentials file, mode 0600),
+# AEGIS_TEST_S3_ACCESS_KEY, AEGIS_TEST_S3_SECRET_KEY, AEGIS_TEST_S3_CA_FILE
+# (the HTTPS gateway's certificate), AEGIS_TEST_S3_DATA_DIR and
+# AEGIS_TEST_S3_TLS_DATA_DIR (the gateways' files on disk),
+# AEGIS_TEST_S3_PIDS, AEGIS_TEST_VERSITYGW and AEGIS_TEST_RCLONE.
+set -euo pipefail
+
+VERSITYGW_VERSION=v1.8.0
+BUCKET=aegis-test
+EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
+log() { echo "server-s3: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+[ $# -eq 2 ] || die "usage: $0 start|stop|kill DIR"
+cmd=$1
+dir=$2
+
+apt_install() {
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	# Other installs may hold the dpkg lock for a while; wait for it.
+	$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2 ||
+		{
+			$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+			$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2
+		}
+}
+
+# versitygw is built from source with the Go toolchain and cached in
+# $(go env GOPATH)/bin; `go version -m` tells which version is cached.
+versitygw_bin() {
+	local bin
+	bin="$(go env GOPATH)/bin/versitygw"
+	if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -q "mod[[:space:]]*github.com/versity/versitygw[[:space:]]*$VERSITYGW_VERSION"; then
+		echo "$bin"
+		return
+	fi
+	log "building versitygw $VERSITYGW_VERSION (cached in $(dirname "$bin"))"
+	(cd / && GOFLAGS= go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION") >&2 ||
+		die "go install versitygw failed"
+	echo "$bin"
+}
+
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_up URL CURLOPTS...: the gateway answers (any HTTP status) within 30s.
+wait_up() {
+	local url=$1 i
+	shift
+	for i in $(seq 1 150); do
+		if curl -s -o /dev/null "$@" "$url"; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# make_bucket URL CURLOPTS...: creates the bucket through the S3 API; one
+# that exists already is fine. The keys go to curl on stdin, not argv.
+make_bucket() {
+	local url=$1 code
+	shift
+	code=$(printf 'user = "%s:%s"\n' "$access" "$secret" |
+		curl -s -o "$dir/make-bucket.out" -w '%{http_code}' -K - --aws-sigv4 "aws:amz:us-east-1:s3" \
+			-H "x-amz-content-sha256: $EMPTY_SHA256" -X PUT "$@" "$url/$BUCKET")
+	case $code in
+	200 | 409) ;;
+	*)
+		cat "$dir/make-bucket.out" >&2 || true
+		die "creating bucket $BUCKET at $url: HTTP $code"
+		;;
+	esac
+}
+
+# run_gateway NAME PORT DATA [TLS OPTIONS...]: starts one gateway in the
+# background and records its pid in DIR/NAME.pid.
+run_gateway() {
+	local name=$1 port=$2 data=$3
+	shift 3
+	if [ -s "$dir/$name.pid" ] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then
+		return # already running
+	fi
+	mkdir -p "$data"
+	ROOT_ACCESS_KEY=$access ROOT_SECRET_KEY=$secret \
+		setsid "$gw" --port "127.0.0.1:$port" --quiet "$@" posix "$data" \
+		>>"$dir/$name.log" 2>&1 </dev/null &
+	echo $! >"$dir/$name.pid"
+}
+
+pick_port() {
+	local file=$1 port
+	if [ -s "$file" ]; then
+		cat "$file"
+		return
+	fi
+	while :; do
+		port=$((20000 + RANDOM % 40000))
+		port_free "$port" && break
+	done
+	echo "$port" >"$file"
+	echo "$port"
+}
+
+start() {
+	command -v curl >/dev/null || apt_install curl ca-certificates
+	command -v openssl >/dev/null || apt_install openssl
+	command -v rclone >/dev/null || apt_install rclone
+	command -v go >/dev/null || die "go is not on PATH"
+	gw=$(versitygw_bin)
+
+	mkdir -p "$dir"
+	chmod 0700 "$dir"
+	# Keys and certificate are made once per DIR, so a restart keeps them.
+	if [ ! -s "$dir/credentials" ]; then
+		access=$(openssl rand -hex 10 | tr 'a-f' 'A-F')
+		secret=$(openssl rand -base64 30 | tr -d '/+=\n')
+		(umask 077 && printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+			"$access" "$secret" >"$dir/credentials")
+	fi
+	access=$(sed -n 's/^aws_access_key_id = //p' "$dir/credentials")
+	secret=$(sed -n 's/^aws_secret_access_key = //p' "$dir/credentials")
+	if [ ! -s "$dir/tls/cert.pem" ]; then
+		mkdir -p "$dir/tls"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+			-subj "/CN=aegis-test-s3" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+			-keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" 2>/dev/null ||
+			die "openssl could not make a certificate"
+		chmod 0600 "$dir/tls/key.pem"
+	fi
+
+	local port tport
+	port=$(pick_port "$dir/port")
+	run_gateway plain "$port" "$dir/data"
+	tport=$(pick_port "$dir/tls-port")
+	run_gateway tls "$tport" "$dir/tls-data" --cert "$dir/tls/cert.pem" --key "$dir/tls/key.pem"
+
+	wait_up "http://127.0.0.1:$port/" || {
+		tail -n 20 "$dir/plain.log" >&2 || true
+		die "versitygw did not come up on 127.0.0.1:$port"
+	}
+	wait_up "https://127.0.0.1:$tport/" --cacert "$dir/tls/cert.pem" || {
+		tail -n 20 "$dir/tls.log" >&2 || true
+		die "versitygw (TLS) did not come up on 127.0.0.1:$tport"
+	}
+	make_bucket "http://127.0.0.1:$port"
+	make_bucket "https://127.0.0.1:$tport" --cacert "$dir/tls/cert.pem"
+	log "versitygw $VERSITYGW_VERSION on http://127.0.0.1:$port and https://127.0.0.1:$tport, bucket $BUCKET"
+	cat <<EOF
+export AEGIS_TEST_S3_ENDPOINT=http://127.0.0.1:$port
+export AEGIS_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$tport
+export AEGIS_TEST_S3_BUCKET=$BUCKET
+export AEGIS_TEST_S3_CREDENTIALS_FILE=$dir/credentials
+export AEGIS_TEST_S3_ACCESS_KEY=$access
+export AEGIS_TEST_S3_SECRET_KEY=$secret
+export AEGIS_TEST_S3_CA_FILE=$dir/tls/cert.pem
+export AEGIS_TEST_S3_DATA_DIR=$dir/data
+export AEGIS_TEST_S3_TLS_DATA_DIR=$dir/tls-data
+export AEGIS_TEST_S3_PIDS="$(cat "$dir/plain.pid") $(cat "$dir/tls.pid")"
+export AEGIS_TEST_VERSITYGW=$gw
+export AEGIS_TEST_RCLONE=$(command -v rclone)
+EOF
+}
+
+# signal SIG: sends SIG to both gateways and waits until they are gone.
+signal() {
+	local sig=$1 name pid i
+	for name in plain tls; do
+		[ -s "$dir/$name.pid" ] || continue
+		pid=$(cat "$dir/$name.pid")
+		kill "-$sig" "$pid" 2>/dev/null || true
+		for i in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		rm -f "$dir/$name.pid"
+	done
+}
+
+case $cmd in
+start) start ;;
+stop) signal TERM ;;
+kill) signal KILL ;;
+*) die "usage: $0 start|stop|kill DIR" ;;
+esac

@@ -1,0 +1,208 @@
+#!/bin/bash
+# An SSH/SFTP server of its own for the tests: the distribution's sshd, run
+# with its own config, host key and authorized key under DIR, on 127.0.0.1 on
+# a free high port, serving SFTP only (ForceCommand internal-sftp) to one
+# unprivileged test user. It never touches the system's sshd.
+#
+#   hack/server-sftp.sh start DIR   # prints `export VAR=value` lines
+#   hack/server-sftp.sh stop DIR
+#   hack/server-sftp.sh kill DIR    # SIGKILLs the server and its sessions,
+#                                   # keeping DIR: a later `start DIR` brings
+#                                   # it back on the same port and keys
+#
+# Exports AEGIS_TEST_SFTP_HOST, AEGIS_TEST_SFTP_PORT, AEGIS_TEST_SFTP_USER,
+# AEGIS_TEST_SFTP_KEY_FILE (the user's private key, mode 0600),
+# AEGIS_TEST_SFTP_PASSWORD_FILE (the user's password, mode 0600),
+# AEGIS_TEST_SFTP_KNOWN_HOSTS (a known_hosts file with the server's key),
+# AEGIS_TEST_SFTP_PATH (a directory the user may write; the same path on this
+# host), AEGIS_TEST_SFTP_READONLY_PATH (one it may not) and, where this host
+# lets us mount a tmpfs, AEGIS_TEST_SFTP_FULL_PATH (a 2 MiB file system).
+#
+# The test user (aegistest) is created once per machine, with a random
+# password kept in /var/lib/aegis-test/password (mode 0600).
+set -euo pipefail
+
+TEST_USER=aegistest
+
+log() { echo "server-sftp: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+[ $# -eq 2 ] || die "usage: $0 start|stop|kill DIR"
+cmd=$1
+dir=$2
+[ "$(id -u)" -eq 0 ] || die "must run as root (it starts sshd and manages a test user)"
+
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	# Other installs may hold the dpkg lock for a while; wait for it.
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2 ||
+		{
+			apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+			apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >&2
+		}
+}
+
+# ensure_user makes the test user and sets its password, the same on every
+# start so that concurrent test runs agree on it.
+ensure_user() {
+	mkdir -p /var/lib/aegis-test
+	chmod 0700 /var/lib/aegis-test
+	(
+		flock 9
+		if ! id "$TEST_USER" >/dev/null 2>&1; then
+			useradd --system --create-home --home-dir /var/lib/aegis-test-home \
+				--shell /bin/sh "$TEST_USER" >&2
+		fi
+		if [ ! -s /var/lib/aegis-test/password ]; then
+			(umask 077 && openssl rand -base64 24 | tr -d '/+=\n' >/var/lib/aegis-test/password)
+		fi
+		printf '%s:%s\n' "$TEST_USER" "$(cat /var/lib/aegis-test/password)" | chpasswd
+	) 9>/var/lib/aegis-test/.lock
+}
+
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+running() {
+	[ -s "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null
+}
+
+start() {
+	[ -x /usr/sbin/sshd ] || apt_install openssh-server openssh-client
+	command -v ssh-keygen >/dev/null || apt_install openssh-client
+	command -v openssl >/dev/null || apt_install openssl
+	ensure_user
+
+	mkdir -p "$dir"
+	# The test user must reach its data under DIR (test-env.sh and t.TempDir
+	# make DIR's parent private to root).
+	chmod 0711 "$(dirname "$dir")" "$dir"
+	local data=$dir/data secrets=$dir/secrets
+	mkdir -p "$data" "$secrets" /run/sshd
+	chmod 0700 "$secrets"
+	chown "$TEST_USER:" "$data"
+	chmod 0755 "$data"
+	mkdir -p "$data/readonly"
+	chown root: "$data/readonly"
+	chmod 0755 "$data/readonly"
+	[ -s "$secrets/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C aegis-test-host -f "$secrets/host_ed25519"
+	[ -s "$secrets/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C aegis-test-client -f "$secrets/id_ed25519"
+	# sshd reads authorized_keys as the user.
+	cp "$secrets/id_ed25519.pub" "$dir/authorized_keys"
+	chmod 0644 "$dir/authorized_keys"
+	(umask 077 && cp /var/lib/aegis-test/password "$secrets/password")
+
+	local port
+	if [ -s "$dir/port" ]; then
+		port=$(cat "$dir/port")
+	else
+		while :; do
+			port=$((20000 + RANDOM % 40000))
+			port_free "$port" && break
+		done
+		echo "$port" >"$dir/port"
+	fi
+	printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$secrets/host_ed25519.pub")" >"$dir/known_hosts"
+
+	cat >"$dir/sshd_config" <<EOF
+ListenAddress 127.0.0.1:$port
+HostKey $secrets/host_ed25519
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+# The key files live under DIR, outside the user's home.
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers $TEST_USER
+Subsystem sftp internal-sftp
+ForceCommand internal-sftp
+PermitTTY no
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+MaxStartups 100:30:200
+MaxSessions 50
+LogLevel INFO
+EOF
+
+	if [ -e "$data/full" ] && ! mountpoint -q "$data/full"; then
+		rmdir "$data/full" 2>/dev/null || true
+	fi
+	if ! mountpoint -q "$data/full" 2>/dev/null; then
+		mkdir -p "$data/full"
+		if ! mount -t tmpfs -o "size=2m,mode=0755,uid=$(id -u "$TEST_USER")" aegis-test-full "$data/full" 2>/dev/null; then
+			log "cannot mount a tmpfs here: the full-disk test will not run"
+			rmdir "$data/full"
+		fi
+	fi
+
+	if ! running; then
+		setsid /usr/sbin/sshd -D -e -f "$dir/sshd_config" >>"$dir/sshd.log" 2>&1 </dev/null &
+		local i
+		for i in $(seq 1 100); do
+			if ! port_free "$port"; then
+				break
+			fi
+			sleep 0.1
+		done
+		port_free "$port" && {
+			tail -n 20 "$dir/sshd.log" >&2 || true
+			die "sshd did not come up on 127.0.0.1:$port"
+		}
+	fi
+	log "sshd on 127.0.0.1:$port, user $TEST_USER, data in $data"
+	cat <<EOF
+export AEGIS_TEST_SFTP_HOST=127.0.0.1
+export AEGIS_TEST_SFTP_PORT=$port
+export AEGIS_TEST_SFTP_USER=$TEST_USER
+export AEGIS_TEST_SFTP_KEY_FILE=$secrets/id_ed25519
+export AEGIS_TEST_SFTP_PASSWORD_FILE=$secrets/password
+export AEGIS_TEST_SFTP_KNOWN_HOSTS=$dir/known_hosts
+export AEGIS_TEST_SFTP_PATH=$data
+export AEGIS_TEST_SFTP_READONLY_PATH=$data/readonly
+EOF
+	if mountpoint -q "$data/full" 2>/dev/null; then
+		echo "export AEGIS_TEST_SFTP_FULL_PATH=$data/full"
+	fi
+}
+
+# signal SIG: sends SIG to sshd and every session it started, and waits
+# until they are gone.
+signal() {
+	local sig=$1 pid pids i
+	[ -s "$dir/sshd.pid" ] || return 0
+	pid=$(cat "$dir/sshd.pid")
+	# Sessions are children of the listener (and theirs in turn); sshd was
+	# started with setsid, so they all share its session id.
+	pids=$(ps -o pid= -s "$pid" 2>/dev/null || true)
+	# shellcheck disable=SC2086
+	kill "-$sig" $pids "$pid" 2>/dev/null || true
+	for i in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $pids "$pid" 2>/dev/null || true
+	rm -f "$dir/sshd.pid"
+}
+
+stop() {
+	signal TERM
+	if mountpoint -q "$dir/data/full" 2>/dev/null; then
+		umount -l "$dir/data/full" || true
+	fi
+}
+
+case $cmd in
+start) start ;;
+stop) stop ;;
+kill) signal KILL ;;
+*) die "usage: $0 start|stop|kill DIR" ;;
+esac

@@ -1,0 +1,279 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+)
+
+// Progress hears how far a long operation got: a backup reports the bytes
+// each source produced and each destination received; restore and verify
+// the bytes read back. Items are named like "source site" or "→ disk". A
+// total of 0 means unknown. Implementations must be safe for concurrent
+// use: the sources of a run go in parallel.
+type Progress interface {
+	Begin(item string, total int64)
+	Add(item string, n int64)
+	End(item string, err error)
+}
+
+// Item names used by backups.
+func sourceItem(name string) string { return "source " + name }
+func destItem(name string) string   { return "→ " + name }
+
+// noProgress is the Progress of a run nobody watches.
+type noProgress struct{}
+
+func (noProgress) Begin(string, int64) {}
+func (noProgress) Add(string, int64)   {}
+func (noProgress) End(string, error)   {}
+
+// MultiProgress reports to every p that is not nil.
+func MultiProgress(ps ...Progress) Progress {
+	var out multiProgress
+	for _, p := range ps {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return noProgress{}
+	}
+	return out
+}
+
+type multiProgress []Progress
+
+func (m multiProgress) Begin(item string, total int64) {
+	for _, p := range m {
+		p.Begin(item, total)
+	}
+}
+func (m multiProgress) Add(item string, n int64) {
+	for _, p := range m {
+		p.Add(item, n)
+	}
+}
+func (m multiProgress) End(item string, err error) {
+	for _, p := range m {
+		p.End(item, err)
+	}
+}
+
+// withEstimates fills in the unknown totals of a backup's items from the
+// policy's previous run, so that a progress bar can show an ETA.
+func withEstimates(p Progress, last *v1.RunResult) Progress {
+	if last == nil {
+		return p
+	}
+	est := map[string]int64{}
+	for _, s := range last.Sources {
+		if s.Result == v1.ResultSucceeded {
+			est[sourceItem(s.Name)] = s.BytesRead
+		}
+	}
+	for _, d := range last.Destinations {
+		if d.Result == v1.ResultSucceeded {
+			est[destItem(d.Name)] = d.Bytes
+		}
+	}
+	return estimating{p, est}
+}
+
+type estimating struct {
+	Progress
+	est map[string]int64
+}
+
+func (e estimating) Begin(item string, total int64) {
+	if total == 0 {
+		total = e.est[item]
+	}
+	e.Progress.Begin(item, total)
+}
+
+// progressWriter counts the raw bytes a source writes into its objects.
+type progressWriter struct {
+	w    drivers.ObjectWriter
+	p    Progress
+	item string
+}
+
+func (pw progressWriter) Create(ctx context.Context, name, format string) (io.WriteCloser, error) {
+	wc, err := pw.w.Create(ctx, name, format)
+	if err != nil {
+		return nil, err
+	}
+	return &countingWriteCloser{wc, pw.p, pw.item}, nil
+}
+
+type countingWriteCloser struct {
+	io.WriteCloser
+	p    Progress
+	item string
+}
+
+func (c *countingWriteCloser) Write(b []byte) (int, error) {
+	n, err := c.WriteCloser.Write(b)
+	c.p.Add(c.item, int64(n))
+	return n, err
+}
+
+// ProgressDestination counts the bytes a destination receives (Put) or
+// gives (Get) as item.
+func ProgressDestination(d drivers.Destination, p Progress, item string) drivers.Destination {
+	return &progressDest{Destination: d, p: p, item: item}
+}
+
+type progressDest struct {
+	drivers.Destination
+	p    Progress
+	item string
+}
+
+func (d *progressDest) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	return d.Destination.Put(ctx, key, &countingReader{r: r, p: d.p, item: d.item})
+}
+
+func (d *progressDest) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := d.Destination.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &countingReadCloser{ReadCloser: rc, p: d.p, item: d.item}, nil
+}
+
+type countingReader struct {
+	r    io.Reader
+	p    Progress
+	item string
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.Add(c.item, int64(n))
+	return n, err
+}
+
+type countingReadCloser struct {
+	io.ReadCloser
+	p    Progress
+	item string
+}
+
+func (c *countingReadCloser) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.p.Add(c.item, int64(n))
+	return n, err
+}
+
+// ProgressLogInterval is how often a long run logs how far it got.
+const ProgressLogInterval = time.Minute
+
+// progressLog is a Progress that writes, every interval, one log line per
+// item still going: bytes so far, rate, and the expected total and ETA when
+// known. A run shorter than the interval logs nothing. Tick drives it: the
+// caller's ticker in production, the test directly.
+type progressLog struct {
+	log      *slog.Logger
+	now      func() time.Time
+	interval time.Duration
+
+	mu    sync.Mutex
+	start time.Time
+	last  time.Time
+	items map[string]*progressItem
+}
+
+type progressItem struct {
+	total, done int64
+	start       time.Time
+	lastDone    int64
+	ended       bool
+}
+
+func newProgressLog(log *slog.Logger, now func() time.Time, interval time.Duration) *progressLog {
+	t := now()
+	return &progressLog{log: log, now: now, interval: interval, start: t, last: t, items: map[string]*progressItem{}}
+}
+
+func (l *progressLog) Begin(item string, total int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.items[item] = &progressItem{total: total, start: l.now()}
+}
+
+func (l *progressLog) Add(item string, n int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if it := l.items[item]; it != nil {
+		it.done += n
+	}
+}
+
+func (l *progressLog) End(item string, _ error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if it := l.items[item]; it != nil {
+		it.ended = true
+	}
+}
+
+// Tick logs a progress line per live item when interval passed since the
+// last lines.
+func (l *progressLog) Tick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.last) < l.interval {
+		return
+	}
+	since := now.Sub(l.last).Seconds()
+	l.last = now
+	names := make([]string, 0, len(l.items))
+	for n, it := range l.items {
+		if !it.ended {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		it := l.items[n]
+		attrs := []any{"item", n, "bytes", it.done, "done", FormatBytes(it.done),
+			"rate", FormatBytes(int64(float64(it.done-it.lastDone)/since)) + "/s",
+			"elapsed", now.Sub(it.start).Round(time.Second).String()}
+		if it.total > 0 {
+			attrs = append(attrs, "expected", FormatBytes(it.total))
+			avg := float64(it.done) / now.Sub(it.start).Seconds()
+			if left := it.total - it.done; left > 0 && avg > 0 {
+				attrs = append(attrs, "eta", time.Duration(float64(left)/avg*float64(time.Second)).Round(time.Second).String())
+			}
+		}
+		if it.done == it.lastDone {
+			attrs = append(attrs, "stalled", fmt.Sprintf("no bytes for %s", l.interval))
+		}
+		it.lastDone = it.done
+		l.log.Info("progress", attrs...)
+	}
+}
+
+// run ticks every interval until stop is closed.
+func (l *progressLog) run(stop <-chan struct{}) {
+	t := time.NewTicker(l.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			l.Tick()
+		}
+	}
+}
