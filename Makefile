@@ -7,7 +7,7 @@ PREFIX    ?= /usr/local
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/aegis-backup/aegis/reconcile.Version=$(VERSION)
 
-.PHONY: all build test unit e2e lint bench demo install deps clean
+.PHONY: all build test unit e2e lint bench demo install deps clean man completion
 
 all: build
 
@@ -42,9 +42,26 @@ demo: build
 
 deps:
 	./hack/deps.sh
+	./hack/deps-packaging.sh
 
-install: build
+# Man pages and shell completions, generated from the command definitions
+# (SOURCE_DATE_EPOCH keeps the pages' date reproducible).
+man: build
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(BIN) man --dir bin/man/man1
+
+completion: build
+	mkdir -p bin/completion
+	$(BIN) completion bash > bin/completion/aegis-agent.bash
+	$(BIN) completion zsh > bin/completion/_aegis-agent
+	$(BIN) completion fish > bin/completion/aegis-agent.fish
+
+install: build man completion
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/aegis-agent
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 bin/man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -D -m 0644 bin/completion/aegis-agent.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/aegis-agent
+	install -D -m 0644 bin/completion/_aegis-agent $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_aegis-agent
+	install -D -m 0644 bin/completion/aegis-agent.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/aegis-agent.fish
 	install -d -m 0755 $(DESTDIR)/etc/aegis
 	install -d -m 0750 $(DESTDIR)/etc/aegis/policies.d
 	install -d -m 0700 $(DESTDIR)/etc/aegis/keys $(DESTDIR)/etc/aegis/secrets

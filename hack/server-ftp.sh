@@ -65,6 +65,23 @@ ensure_user() {
 	) 9>/var/lib/aegis-test/.lock
 }
 
+# alive PID: the process runs (a killed one may linger as a zombie until
+# whoever adopted it reaps it, and kill -0 still succeeds on a zombie).
+alive() {
+	local state
+	state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
+# descendants PID: the pids of PID's children, theirs, and so on.
+descendants() {
+	local child
+	for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		echo "$child"
+		descendants "$child"
+	done
+}
+
 port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -134,7 +151,7 @@ EOF
 }
 
 running() {
-	[ -s "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null
+	[ -s "$dir/$1.pid" ] && alive "$(cat "$dir/$1.pid")"
 }
 
 run_server() {
@@ -160,6 +177,8 @@ start() {
 	# The test user must reach its data under DIR (test-env.sh and t.TempDir
 	# make DIR's parent private to root).
 	chmod 0711 "$(dirname "$dir")" "$dir"
+	runuser -u "$TEST_USER" -- test -x "$dir" ||
+		die "the test user cannot reach $dir: make its ancestors searchable (o+x), or use a directory under /tmp"
 	local data=$dir/data secrets=$dir/secrets
 	mkdir -p "$data" "$secrets" "$dir/tls"
 	chmod 0700 "$secrets"
@@ -220,12 +239,13 @@ signal() {
 	for name in explicit implicit; do
 		[ -s "$dir/$name.pid" ] || continue
 		pid=$(cat "$dir/$name.pid")
-		# vsftpd was started with setsid: its sessions share its session id.
-		pids=$(ps -o pid= -s "$pid" 2>/dev/null || true)
+		# Sessions are children of the listener, and theirs in turn (they may
+		# start sessions of their own, so the session id does not find them).
+		pids=$(descendants "$pid")
 		# shellcheck disable=SC2086
 		kill "-$sig" $pids "$pid" 2>/dev/null || true
 		for i in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
+			alive "$pid" || break
 			sleep 0.1
 		done
 		# shellcheck disable=SC2086

@@ -63,11 +63,12 @@ start() {
 	mkdir -p "$dir"
 	# The server runs as mysql: it must reach DIR (test-env.sh makes its
 	# parent private to root) and own its data and run directories.
-	chmod 0711 "$(dirname "$dir")" "$dir"
-	local data=$dir/data run=$dir/run secrets=$dir/secrets
-	mkdir -p "$run" "$secrets"
+	# o+x only: never take bits away from a shared directory such as /tmp.
+	chmod o+x "$(dirname "$dir")" "$dir"
+	local data=$dir/data run=$dir/run secrets=$dir/secrets tmp=$dir/tmp
+	mkdir -p "$run" "$secrets" "$tmp"
 	chmod 0700 "$secrets"
-	chown mysql: "$run"
+	chown mysql: "$run" "$tmp"
 	local sock=$run/mysqld.sock
 
 	if [ ! -d "$data/mysql" ]; then
@@ -89,7 +90,7 @@ start() {
 		# setsid: the server outlives this script, in a session of its own.
 		setsid "$server" --no-defaults --datadir="$data" --user=mysql \
 			--socket="$sock" --port="$port" --bind-address=127.0.0.1 \
-			--pid-file="$run/mysqld.pid" --log-error="$dir/error.log" \
+			--pid-file="$run/mysqld.pid" --log-error="$dir/error.log" --tmpdir="$tmp" \
 			--skip-name-resolve --innodb-buffer-pool-size=256M \
 			--innodb-flush-log-at-trx-commit=2 --max-allowed-packet=256M \
 			</dev/null >/dev/null 2>&1 &

@@ -66,7 +66,8 @@ start() {
 	mkdir -p "$dir"
 	# The server runs as postgres: it must reach DIR (test-env.sh makes its
 	# parent private to root), and own its data and socket directories.
-	chmod 0711 "$(dirname "$dir")" "$dir"
+	# o+x only: never take bits away from a shared directory such as /tmp.
+	chmod o+x "$(dirname "$dir")" "$dir"
 	local data=$dir/data sock=$dir/sock secrets=$dir/secrets logs=$dir/log
 	mkdir -p "$sock" "$secrets" "$logs"
 	chmod 0700 "$secrets"

@@ -60,6 +60,14 @@ versitygw_bin() {
 	echo "$bin"
 }
 
+# alive PID: the process runs (a killed one may linger as a zombie until
+# whoever adopted it reaps it, and kill -0 still succeeds on a zombie).
+alive() {
+	local state
+	state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
 port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -99,7 +107,7 @@ make_bucket() {
 run_gateway() {
 	local name=$1 port=$2 data=$3
 	shift 3
-	if [ -s "$dir/$name.pid" ] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then
+	if [ -s "$dir/$name.pid" ] && alive "$(cat "$dir/$name.pid")"; then
 		return # already running
 	fi
 	mkdir -p "$data"
@@ -191,7 +199,7 @@ signal() {
 		pid=$(cat "$dir/$name.pid")
 		kill "-$sig" "$pid" 2>/dev/null || true
 		for i in $(seq 1 50); do
-			kill -0 "$pid" 2>/dev/null || break
+			alive "$pid" || break
 			sleep 0.1
 		done
 		kill -KILL "$pid" 2>/dev/null || true

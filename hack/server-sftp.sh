@@ -63,12 +63,29 @@ ensure_user() {
 	) 9>/var/lib/aegis-test/.lock
 }
 
+# alive PID: the process runs (a killed one may linger as a zombie until
+# whoever adopted it reaps it, and kill -0 still succeeds on a zombie).
+alive() {
+	local state
+	state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
+# descendants PID: the pids of PID's children, theirs, and so on.
+descendants() {
+	local child
+	for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		echo "$child"
+		descendants "$child"
+	done
+}
+
 port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 running() {
-	[ -s "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null
+	[ -s "$dir/sshd.pid" ] && alive "$(cat "$dir/sshd.pid")"
 }
 
 start() {
@@ -81,6 +98,8 @@ start() {
 	# The test user must reach its data under DIR (test-env.sh and t.TempDir
 	# make DIR's parent private to root).
 	chmod 0711 "$(dirname "$dir")" "$dir"
+	runuser -u "$TEST_USER" -- test -x "$dir" ||
+		die "the test user cannot reach $dir: make its ancestors searchable (o+x), or use a directory under /tmp"
 	local data=$dir/data secrets=$dir/secrets
 	mkdir -p "$data" "$secrets" /run/sshd
 	chmod 0700 "$secrets"
@@ -179,13 +198,13 @@ signal() {
 	local sig=$1 pid pids i
 	[ -s "$dir/sshd.pid" ] || return 0
 	pid=$(cat "$dir/sshd.pid")
-	# Sessions are children of the listener (and theirs in turn); sshd was
-	# started with setsid, so they all share its session id.
-	pids=$(ps -o pid= -s "$pid" 2>/dev/null || true)
+	# Sessions are children of the listener, and theirs in turn (they may
+	# start sessions of their own, so the session id does not find them).
+	pids=$(descendants "$pid")
 	# shellcheck disable=SC2086
 	kill "-$sig" $pids "$pid" 2>/dev/null || true
 	for i in $(seq 1 50); do
-		kill -0 "$pid" 2>/dev/null || break
+		alive "$pid" || break
 		sleep 0.1
 	done
 	# shellcheck disable=SC2086

@@ -36,6 +36,8 @@ type Options struct {
 	RetryAfter time.Duration
 	// Debounce is how long the agent waits for manifest edits to settle.
 	Debounce time.Duration
+	// Observe configures metrics, audit, notifications and progress.
+	Observe ObserveOptions
 }
 
 // Agent reconciles the manifests of a config directory with what has run.
@@ -45,6 +47,7 @@ type Agent struct {
 	store  *Store
 	runner *Runner
 	sem    chan struct{}
+	obs    *observer
 
 	mu        sync.Mutex
 	running   map[string]bool
@@ -86,6 +89,7 @@ func New(opts Options) (*Agent, error) {
 		store:     st,
 		runner:    &Runner{Host: opts.Host, Now: opts.Now},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
+		obs:       newObserver(opts),
 		running:   map[string]bool{},
 		lastValid: map[string]*v1.Object{},
 	}, nil
@@ -183,6 +187,7 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	if err := a.store.Observe(cfg.Objects); err != nil {
 		return nil, err
 	}
+	a.auditConfig(cfg)
 	records, err := a.store.Records()
 	if err != nil {
 		return nil, err
@@ -298,6 +303,7 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	if err := a.writeStatuses(cfg, plan, pols, dests, stale); err != nil {
 		a.log.Error("write status", "err", err)
 	}
+	a.afterPass(ctx, cfg, plan, pols, dests, once)
 	return res, nil
 }
 
@@ -415,8 +421,11 @@ func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.
 
 	log, logFile, closeLog := a.runLogger(name, now)
 	defer closeLog()
+	stopProgress := a.runStarted(ctx, log, &req)
 	res := a.runner.Backup(ctx, log, req)
+	stopProgress()
 	res.LogFile = logFile
+	a.runEnded(ctx, log, req, res)
 
 	err = a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
 		r.LastRun = res
@@ -460,7 +469,7 @@ func (a *Agent) runLogger(policy string, t time.Time) (*slog.Logger, string, fun
 		return a.log, "", func() {}
 	}
 	name := filepath.Join(a.opts.LogDir, fmt.Sprintf("backup-%s-%s.log", policy, t.UTC().Format("20060102T150405Z")))
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := CreateRunLog(a.opts.LogDir, filepath.Base(name))
 	if err != nil {
 		a.log.Warn("cannot open run log", "file", name, "err", err)
 		return a.log, "", func() {}
@@ -496,6 +505,7 @@ func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*
 	if err := a.store.Observe(cfg.Objects); err != nil {
 		return nil, cfg, err
 	}
+	a.auditConfig(cfg)
 	res, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
 	if err != nil {
 		return nil, cfg, err
@@ -640,6 +650,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		next := time.Minute
 		if err != nil {
 			a.log.Error("reconcile failed", "err", err)
+			a.passFailed(err)
 		} else if !res.Plan.Wake.IsZero() {
 			next = res.Plan.Wake.Sub(a.opts.Now())
 		}

@@ -25,6 +25,9 @@ type BackupRequest struct {
 	// Source limits the run to one source; empty means all.
 	Source        string
 	ScheduledTime time.Time
+	// Progress hears the bytes each source produces and each destination
+	// receives; nil for none.
+	Progress Progress
 }
 
 // Runner performs backups. It holds no per-run state.
@@ -37,8 +40,14 @@ type Runner struct {
 
 // Backup runs req and returns its result; it never panics on bad input and
 // publishes nothing partial: a source's snapshot is committed on a
-// destination only when every one of its objects was stored there.
+// destination only when every one of its objects was stored there. The
+// policy's and the sources' hooks run around it (hooks.go).
 func (r *Runner) Backup(ctx context.Context, log *slog.Logger, req BackupRequest) *v1.RunResult {
+	return r.backupWithHooks(ctx, log, req, func() *v1.RunResult { return r.backup(ctx, log, req) })
+}
+
+func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest) *v1.RunResult {
+	ctx = withProgress(ctx, req.Progress)
 	p := req.Policy
 	start := r.Now()
 	id := v1.NewSnapshotID(start)
@@ -89,7 +98,7 @@ func (r *Runner) Backup(ctx context.Context, log *slog.Logger, req BackupRequest
 			log.Error("destination check failed", "destination", name, "err", err)
 			continue
 		}
-		dests = append(dests, openDest{name, d})
+		dests = append(dests, openDest{name, trackDest(ctx, d, name)})
 	}
 
 	var sources []v1.Source
@@ -113,7 +122,9 @@ func (r *Runner) Backup(ctx context.Context, log *slog.Logger, req BackupRequest
 	g.SetLimit(limit)
 	for i, src := range sources {
 		g.Go(func() error {
-			sr, targets := r.backupSource(ctx, log, p, c, id, start, src, dests)
+			sr, targets := r.sourceWithHooks(ctx, log, p, id, src, func() (v1.SourceResult, []*target) {
+				return r.backupSource(ctx, log, p, c, id, start, src, dests)
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			results[i] = sr
@@ -213,8 +224,9 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 	}, targets)
 
 	log.Info("source started", "driver", src.Driver())
-	stats, err := drv.Backup(ctx, sw)
-	sr.Files, sr.BytesRead, sr.Warnings = stats.Files, stats.BytesRead, stats.Warnings
+	stats, err := drv.Backup(ctx, trackSource(ctx, sw, src.Name))
+	progressFrom(ctx).End(sourceItem(src.Name), err)
+	sr.Files, sr.BytesRead, sr.Warnings, sr.Meta = stats.Files, stats.BytesRead, stats.Warnings, stats.Meta
 	for _, w := range stats.Warnings {
 		log.Warn("source warning", "warning", w)
 	}

@@ -382,6 +382,18 @@ func pruneLogDirLocked(dir string, limits LogLimits, now time.Time) (PruneResult
 		}
 		return files[i].name < files[j].name
 	})
+	// A live file past its bound whose writer does not rotate it (one
+	// opened per pass, or by an older version) is rotated here; a
+	// RotatingFile in another process notices and reopens.
+	for i, f := range files {
+		if f.kind == kindLive && f.size > limits.MaxSize {
+			name := rotatedName(f.name, now)
+			if err := os.Rename(filepath.Join(dir, f.name), filepath.Join(dir, name)); err == nil {
+				files[i].name = name
+				files[i].kind = classifyLog(name)
+			}
+		}
+	}
 	removed := map[string]bool{}
 	remove := func(f logFile) {
 		if removed[f.name] {

@@ -277,3 +277,43 @@ func (l *progressLog) run(stop <-chan struct{}) {
 		}
 	}
 }
+
+// progressKey carries a run's Progress in its context, down to the
+// destinations and sources of the pipeline.
+type progressKey struct{}
+
+func withProgress(ctx context.Context, p Progress) context.Context {
+	if p == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, progressKey{}, p)
+}
+
+func progressFrom(ctx context.Context) Progress {
+	if p, ok := ctx.Value(progressKey{}).(Progress); ok {
+		return p
+	}
+	return noProgress{}
+}
+
+// trackDest reports the bytes stored on a destination to the run's
+// Progress.
+func trackDest(ctx context.Context, d drivers.Destination, name string) drivers.Destination {
+	p := progressFrom(ctx)
+	if _, none := p.(noProgress); none {
+		return d
+	}
+	p.Begin(destItem(name), 0)
+	return ProgressDestination(d, p, destItem(name))
+}
+
+// trackSource reports the raw bytes a source produces to the run's
+// Progress.
+func trackSource(ctx context.Context, w drivers.ObjectWriter, name string) drivers.ObjectWriter {
+	p := progressFrom(ctx)
+	if _, none := p.(noProgress); none {
+		return w
+	}
+	p.Begin(sourceItem(name), 0)
+	return progressWriter{w: w, p: p, item: sourceItem(name)}
+}

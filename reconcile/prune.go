@@ -259,21 +259,37 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 	}
 
 	ex := &pruneExec{dest: t.Dest, log: log, opts: opts, now: now, destName: t.Name, policy: policy, rules: rules.String(), forced: forced}
-	// Oldest first: an interrupted pass has removed the oldest.
+	verdictOf := make(map[string]*SnapshotVerdict, len(dp.Delete))
+	for i := range dp.Delete {
+		verdictOf[dp.Delete[i].Source+"/"+dp.Delete[i].ID] = &dp.Delete[i]
+	}
+	// Several snapshots at once (a remote destination answers slowly),
+	// each manifest first; oldest first, so an interrupted pass has removed
+	// the oldest. The first failure stops the rest.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deleteWorkers)
 	for _, d := range slices.Backward(plan.remove) {
-		if err := ctx.Err(); err != nil {
-			return fail("stopped after %d of %d deletions: %v", dp.Deleted, len(plan.remove), err)
+		if gctx.Err() != nil {
+			break
 		}
-		if err := ex.deleteSnapshot(ctx, d); err != nil {
-			return fail("stopped after %d of %d deletions: %v", dp.Deleted, len(plan.remove), err)
-		}
-		dp.Deleted++
-		dp.BytesFreed += d.size
-		for i := range dp.Delete {
-			if dp.Delete[i].Source == d.source && dp.Delete[i].ID == d.id {
-				dp.Delete[i].Deleted = true
+		g.Go(func() error {
+			if err := ex.deleteSnapshot(gctx, d); err != nil {
+				return err
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			dp.Deleted++
+			dp.BytesFreed += d.size
+			verdictOf[d.source+"/"+d.id].Deleted = true
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
 		}
+		return fail("stopped after %d of %d deletions: %v", dp.Deleted, len(plan.remove), err)
 	}
 	for i, l := range plan.leftovers {
 		if !l.remove {
@@ -396,8 +412,12 @@ func (d *snapDir) oldEnough(now time.Time, grace time.Duration) bool {
 	return true
 }
 
-// manifestReaders bounds the manifests read at once from one destination.
-const manifestReaders = 8
+// manifestReaders bounds the manifests read at once from one
+// destination, deleteWorkers the snapshots deleted at once.
+const (
+	manifestReaders = 8
+	deleteWorkers   = 8
+)
 
 // scanDestination lists this host's directories of a policy and reads
 // every manifest. It fails, rather than return part of the picture, when
@@ -616,6 +636,10 @@ func (x *pruneExec) deleteSnapshot(ctx context.Context, d *snapDir) error {
 		} else {
 			marked = true
 		}
+	}
+	// The last moment to stop with the snapshot whole.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := x.dest.Delete(ctx, d.prefix+v1.ManifestName); err != nil {
 		return fmt.Errorf("delete the manifest of snapshot %s (source %s): %w", d.id, d.source, err)
@@ -896,6 +920,7 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 
 // recordRetention stores the pass's time and summary with the policy.
 func (a *Agent) recordRetention(name string, rep *PruneReport) {
+	a.retentionDone(name, rep) // audit lines and metrics (observe.go)
 	sum := rep.Summary()
 	if err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
 		r.Policy.LastRetentionTime = rep.Time

@@ -338,12 +338,25 @@ func TestPruneKeepsWhatRetentionSays(t *testing.T) {
 	if len(lines) != 9 {
 		t.Fatalf("%d journal lines, want 9:\n%s", len(lines), journal.String())
 	}
-	var e RetentionEntry
-	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil {
-		t.Fatal(err)
+	var logged []string
+	for _, line := range lines {
+		var e RetentionEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Action != "deleteSnapshot" || e.Destination != "disk" || e.Host != testHost || e.Policy != "web" || !strings.Contains(e.Reason, "keepLast 2") || e.SnapshotTime == nil {
+			t.Errorf("journal entry: %+v", e)
+		}
+		logged = append(logged, e.Source+"/"+e.Snapshot)
 	}
-	if e.Action != "deleteSnapshot" || e.Destination != "disk" || e.Host != testHost || e.Policy != "web" || e.Snapshot != w.db[0].ID && e.Snapshot != w.site[0].ID || !strings.Contains(e.Reason, "keepLast 2") {
-		t.Errorf("journal entry: %+v", e)
+	var deleted []string
+	for _, m := range append(slices.Clone(w.site[:8]), w.db[0]) {
+		deleted = append(deleted, m.Source+"/"+m.ID)
+	}
+	slices.Sort(logged)
+	slices.Sort(deleted)
+	if !slices.Equal(logged, deleted) {
+		t.Errorf("journal names %v, want %v", logged, deleted)
 	}
 	if s := rep.Summary(); s.Result != v1.ResultSucceeded || s.Deleted != 9 || s.Kept != 4 || s.BytesFreed == 0 {
 		t.Errorf("summary: %+v", s)
@@ -426,6 +439,7 @@ func TestPruneFaultAtEveryStep(t *testing.T) {
 	} {
 		for _, mode := range []string{"fail", "kill"} {
 			t.Run(age.name+"/"+mode, func(t *testing.T) {
+				t.Parallel()
 				template := newWorld(t)
 				for step := 1; ; step++ {
 					w := template.clone(t)
@@ -473,21 +487,32 @@ func TestPruneKilledBetweenManifestAndData(t *testing.T) {
 	f := newFaultDest(w.dest)
 	f.killAfterManifest = true
 	prune(f, testPolicy("web", keepLast2), PruneOptions{Clock: fixedClock(day(11))})
-	// The oldest snapshot lost its manifest, and nothing else happened: its
+	// One snapshot lost its manifest, and nothing else happened to it: its
 	// data remains, with the marker that says a deletion was under way.
-	oldest := w.db[0]
-	if w.site[0].Time.Before(oldest.Time) {
-		oldest = w.site[0]
-	}
-	dir := path.Dir(oldest.ManifestKey())
-	var left []string
+	byDir := map[string][]string{}
 	for _, k := range keysOf(t, w.dest) {
-		if strings.HasPrefix(k, dir+"/") {
-			left = append(left, path.Base(k))
+		byDir[path.Dir(k)] = append(byDir[path.Dir(k)], path.Base(k))
+	}
+	var halfDeleted []string
+	for dir, names := range byDir {
+		if !slices.Contains(names, v1.ManifestName) {
+			halfDeleted = append(halfDeleted, dir)
+			if want := []string{deletingMarker, "a.sql", "b.sql"}; !slices.Equal(names, want) {
+				t.Errorf("after the kill, %s holds %v, want %v", dir, names, want)
+			}
 		}
 	}
-	if want := []string{deletingMarker, "a.sql", "b.sql"}; !slices.Equal(left, want) {
-		t.Fatalf("after the kill, %s holds %v, want %v", dir, left, want)
+	if len(halfDeleted) != 1 {
+		t.Fatalf("after the kill, %d directories lack a manifest: %v", len(halfDeleted), halfDeleted)
+	}
+	var half *v1.SnapshotManifest
+	for _, m := range append(slices.Clone(w.site), w.db...) {
+		if path.Dir(m.ManifestKey()) == halfDeleted[0] {
+			half = m
+		}
+	}
+	for _, m := range w.kept() {
+		intact(t, w.dest, m)
 	}
 	// The snapshot is gone from every listing, though its data is young.
 	snaps, err := ListSnapshots(context.Background(), w.dest, "disk", "web")
@@ -495,7 +520,7 @@ func TestPruneKilledBetweenManifestAndData(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range snaps {
-		if s.Manifest.ID == oldest.ID && s.Manifest.Source == oldest.Source {
+		if s.Manifest.ID == half.ID && s.Manifest.Source == half.Source {
 			t.Fatal("the half-deleted snapshot is still listed")
 		}
 	}

@@ -151,6 +151,12 @@ type RestoreOptions struct {
 	// Keys holds the age identities and openssl keys to decrypt with.
 	Keys   *KeyRing
 	Logger *slog.Logger
+	// Unpack, when set, receives each data object's decoded stream instead
+	// of the unpacking under Target/SOURCE, which is then not created (a
+	// restore straight into a Docker volume). It may leave the stream
+	// unread: the object's size and SHA-256 are checked after it returns,
+	// whatever it read.
+	Unpack func(ctx context.Context, ob v1.SnapshotObject, r io.Reader) (files.ExtractStats, error)
 }
 
 // incompleteMarker is left in a source's restore directory until the
@@ -163,13 +169,15 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 	m := snap.Manifest
 	var total files.ExtractStats
 	dir := filepath.Join(opts.Target, m.Source)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return total, err
-	}
 	marker := filepath.Join(dir, incompleteMarker)
-	note := fmt.Sprintf("restore of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this directory\n", m.ID, m.Policy, m.Source, m.Host)
-	if err := os.WriteFile(marker, []byte(note), 0o600); err != nil {
-		return total, err
+	if opts.Unpack == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return total, err
+		}
+		note := fmt.Sprintf("restore of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this directory\n", m.ID, m.Policy, m.Source, m.Host)
+		if err := os.WriteFile(marker, []byte(note), 0o600); err != nil {
+			return total, err
+		}
 	}
 	dec := &decoder{keys: opts.Keys}
 	if err := dec.authenticate(m, sealedReader(ctx, dest, m)); err != nil {
@@ -185,7 +193,7 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 		}
 	}
 	for _, ob := range m.Objects {
-		st, err := restoreObject(ctx, dest, m, ob, dec, dir)
+		st, err := restoreObject(ctx, dest, m, ob, dec, dir, opts.Unpack)
 		total.Files += st.Files
 		total.Dirs += st.Dirs
 		total.Links += st.Links
@@ -193,6 +201,9 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 		if err != nil {
 			return total, err
 		}
+	}
+	if opts.Unpack != nil {
+		return total, nil
 	}
 	return total, os.Remove(marker)
 }
@@ -283,15 +294,17 @@ func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotMan
 	return &errPrefixReader{r: raw, where: where}, check, closeFn, nil
 }
 
-func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder, dir string) (files.ExtractStats, error) {
+func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder, dir string, unpack func(context.Context, v1.SnapshotObject, io.Reader) (files.ExtractStats, error)) (files.ExtractStats, error) {
 	raw, check, closeFn, err := openObject(ctx, dest, m, ob, dec)
 	if err != nil {
 		return files.ExtractStats{}, err
 	}
 	defer closeFn()
 	var st files.ExtractStats
-	switch ob.Format {
-	case "tar":
+	switch {
+	case unpack != nil:
+		st, err = unpack(ctx, ob, raw)
+	case ob.Format == "tar":
 		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{})
 		if err == nil {
 			// Read the tar's end padding, so the hash covers every byte.

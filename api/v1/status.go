@@ -103,7 +103,11 @@ type SourceResult struct {
 	Bytes     int64    `json:"bytesWritten"` // after compression and encryption
 	Duration  string   `json:"duration"`
 	Warnings  []string `json:"warnings,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	// Meta holds source-specific facts of the run, as recorded in the
+	// snapshot manifest (server version, databases dumped, containers
+	// stopped and for how long, ...).
+	Meta  map[string]string `json:"meta,omitempty"`
+	Error string            `json:"error,omitempty"`
 }
 
 // DestinationResult is what one destination received in a run.

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -36,6 +35,7 @@ type globals struct {
 	logLevel  string
 	keysDir   string
 	once      bool
+	obs       obsFlags
 }
 
 func envOr(name, def string) string {
@@ -75,6 +75,14 @@ reconcile pass and exits.`,
 	pf.StringVar(&g.logLevel, "log-level", envOr("AEGIS_LOG_LEVEL", "info"), "debug, info, warn or error (env AEGIS_LOG_LEVEL)")
 	pf.StringVar(&g.keysDir, "keys-dir", envOr("AEGIS_KEYS_DIR", "/etc/aegis/keys"), "key files: where keys generate/rotate write and restore/verify look (env AEGIS_KEYS_DIR)")
 	root.Flags().BoolVar(&g.once, "once", false, "run one reconcile pass and exit")
+	g.obs.register(pf, root.Flags())
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		g.obs.command = commandName(cmd)
+		if _, err := g.logLimits(); err != nil {
+			return invalid(err)
+		}
+		return nil
+	}
 
 	root.AddCommand(
 		newValidateCommand(g),
@@ -87,6 +95,7 @@ reconcile pass and exits.`,
 		newKeysCommand(g),
 		newInitCommand(g),
 	)
+	documentCommands(root)
 	return root
 }
 
@@ -98,12 +107,16 @@ func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, nil, invalid(fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel))
 	}
+	var stderr io.Writer = os.Stderr
+	if g.obs.progress != nil {
+		stderr = g.obs.progress // log lines go above the progress bars
+	}
 	var h slog.Handler
 	switch g.logFormat {
 	case "json":
-		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	case "text":
-		h = tint.NewHandler(os.Stderr, &tint.Options{
+		h = tint.NewHandler(stderr, &tint.Options{
 			Level:      level,
 			TimeFormat: time.DateTime,
 			NoColor:    !term.IsTerminal(int(os.Stderr.Fd())),
@@ -116,7 +129,11 @@ func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
 		if err := os.MkdirAll(g.logDir, 0o750); err != nil {
 			return nil, nil, failed(fmt.Errorf("log directory: %w", err))
 		}
-		f, err := os.OpenFile(filepath.Join(g.logDir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		limits, err := g.logLimits()
+		if err != nil {
+			return nil, nil, invalid(err)
+		}
+		f, err := reconcile.OpenRotating(g.logDir, reconcile.AgentLogName, limits, nil)
 		if err != nil {
 			return nil, nil, failed(fmt.Errorf("agent log: %w", err))
 		}
@@ -141,6 +158,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 		StatusDir: g.statusDir,
 		Logger:    log,
 		Now:       clock,
+		Observe:   g.observeOptions(),
 	})
 	if err != nil {
 		return nil, failed(err)
@@ -159,6 +177,10 @@ func runAgent(ctx context.Context, g *globals) error {
 	}
 	a, err := g.agent(log)
 	if err != nil {
+		return err
+	}
+	defer a.Close() // waits for the notifications in flight
+	if err := serveMetrics(ctx, g, a, log); err != nil {
 		return err
 	}
 	if g.once {
@@ -238,6 +260,7 @@ policy never interleave.`,
   aegis-agent run web --source site`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			prog := g.startProgress()
 			log, closeLog, err := g.logger(true)
 			if err != nil {
 				return err
@@ -247,7 +270,11 @@ policy never interleave.`,
 			if err != nil {
 				return err
 			}
+			defer a.Close() // after the report: waits for the notifications in flight
 			res, _, err := a.RunNow(cmd.Context(), args[0], source, wait)
+			if prog != nil {
+				prog.Close()
+			}
 			if err != nil {
 				if strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "is invalid") {
 					return invalid(err)
@@ -524,19 +551,27 @@ func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy str
 func newRestoreCommand(g *globals) *cobra.Command {
 	var sel selectOpts
 	var target string
+	var into restoreInto
 	cmd := &cobra.Command{
 		Use:   "restore POLICY --target DIR",
 		Short: "Fetch, verify, decrypt and unpack a snapshot",
 		Long: `Restore a snapshot of a policy into TARGET/SOURCE/. Every object is checked
 against the SHA-256 in its manifest while it is unpacked; nothing is ever
 written outside --target. A restore that stops early leaves a file named
-.aegis-restore-incomplete in the source's directory.`,
+.aegis-restore-incomplete in the source's directory.
+
+Database dumps are written to TARGET/SOURCE/ as files; with --load-into they
+are then loaded into the server named (pg_restore, mysql), refusing databases
+that already have tables unless --overwrite is given. A dockerVolume source
+can go straight into a Docker volume with --to-volume.`,
 		Example: `  aegis-agent restore web --target /srv/restore
-  aegis-agent restore web --snapshot 20261125T010000Z --source site --from offsite --identity /root/aegis.key --target /srv/restore`,
+  aegis-agent restore web --snapshot 20261125T010000Z --source site --from offsite --identity /root/aegis.key --target /srv/restore
+  aegis-agent restore db --source pg --target /srv/restore --load-into 127.0.0.1:5432 --db-user postgres --db-password-file /etc/aegis/secrets/pg --database shop=shop_restored
+  aegis-agent restore app --source uploads --to-volume uploads-restored`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if target == "" {
-				return invalid(errors.New("--target DIR is required"))
+			if err := into.check(target); err != nil {
+				return invalid(err)
 			}
 			cfg, err := g.loadForRead()
 			if err != nil {
@@ -551,19 +586,22 @@ written outside --target. A restore that stops early leaves a file named
 				return err
 			}
 			defer d.Close()
-			for _, s := range snaps {
-				st, err := reconcile.Restore(cmd.Context(), d, s, reconcile.RestoreOptions{Target: target, Keys: keys})
-				if err != nil {
-					return failed(fmt.Errorf("restore %s/%s from %s: %w", s.Manifest.Policy, s.Manifest.Source, s.Destination, err))
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot %s source %s from %s into %s: %d files, %d dirs, %s\n",
-					s.Manifest.ID, s.Manifest.Source, s.Destination, filepath.Join(target, s.Manifest.Source), st.Files, st.Dirs, humanBytes(st.Bytes))
+			if len(into.volumes) > 0 {
+				return into.restoreVolumesOf(cmd.Context(), cmd.OutOrStdout(), d, snaps, keys)
 			}
-			return nil
+			if err := into.checkLoad(snaps); err != nil {
+				return err
+			}
+			g.startProgress()
+			if err := restoreAll(cmd, g, d, snaps, target, keys); err != nil {
+				return err
+			}
+			return into.loadAll(cmd.Context(), cmd.OutOrStdout(), snaps, target)
 		},
 	}
 	sel.register(cmd)
-	cmd.Flags().StringVar(&target, "target", "", "directory to restore into (required)")
+	cmd.Flags().StringVar(&target, "target", "", "directory to restore into (required, unless --to-volume)")
+	into.register(cmd)
 	return cmd
 }
 
@@ -590,6 +628,10 @@ func newVerifyCommand(g *globals) *cobra.Command {
 					}
 				}
 			}
+			if prog := g.startProgress(); prog != nil {
+				defer prog.Close()
+				cmd.SetOut(prog.Wrap(cmd.OutOrStdout()))
+			}
 			bad := 0
 			for _, p := range policies {
 				keys, err := sel.keyRing(g, cfg, p)
@@ -603,7 +645,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 					continue
 				}
 				for _, s := range snaps {
-					r := reconcile.Verify(cmd.Context(), d, s, keys)
+					r := verifyOne(cmd.Context(), g, d, s, keys)
 					if r.Err != nil {
 						fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s/%s %s on %s: %v\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Err)
 						bad++
@@ -621,77 +663,4 @@ func newVerifyCommand(g *globals) *cobra.Command {
 	}
 	sel.register(cmd)
 	return cmd
-}
-
-func newStatusCommand(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:     "status",
-		Short:   "What each policy last did and will do next",
-		Example: "  aegis-agent status\n  aegis-agent status --json",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadForRead()
-			if err != nil {
-				return err
-			}
-			type row struct {
-				Policy             string     `json:"policy"`
-				Ready              string     `json:"ready"`
-				Reason             string     `json:"reason"`
-				LastSuccessfulTime *time.Time `json:"lastSuccessfulTime,omitempty"`
-				NextScheduleTime   *time.Time `json:"nextScheduleTime,omitempty"`
-				Message            string     `json:"message,omitempty"`
-			}
-			var rows []row
-			failing := false
-			for _, f := range cfg.Files {
-				sf, err := reconcile.ReadStatusFile(reconcile.StatusPath(f, g.statusDir))
-				if err != nil {
-					return failed(err)
-				}
-				for _, it := range sf.Items {
-					if it.Kind != v1.KindBackupPolicy {
-						continue
-					}
-					r := row{Policy: it.Name, Ready: v1.ConditionUnknown, LastSuccessfulTime: it.Status.LastSuccessfulTime, NextScheduleTime: it.Status.NextScheduleTime}
-					if c := v1.FindCondition(it.Status.Conditions, v1.ConditionReady); c != nil {
-						r.Ready, r.Reason, r.Message = c.Status, c.Reason, c.Message
-					}
-					if r.Ready == v1.ConditionFalse {
-						failing = true
-					}
-					rows = append(rows, r)
-				}
-			}
-			if asJSON {
-				if rows == nil {
-					rows = []row{}
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				_ = enc.Encode(rows)
-			} else {
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "POLICY\tREADY\tREASON\tLAST SUCCESS\tNEXT RUN")
-				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Policy, r.Ready, r.Reason, fmtTime(r.LastSuccessfulTime), fmtTime(r.NextScheduleTime))
-				}
-				tw.Flush()
-			}
-			if failing {
-				return silentExit(exitFailed)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
-}
-
-func fmtTime(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Local().Format(time.DateTime)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/reconcile"
 )
 
@@ -39,7 +40,8 @@ type initFlags struct {
 	timeZone         string
 	retention        string
 	pingURL          string
-	onFailure        string
+	webhooks         []string
+	notifyOnSuccess  bool
 }
 
 func newInitCommand(g *globals) *cobra.Command {
@@ -127,8 +129,9 @@ for password, access-key-id and secret-access-key.
 	fl.StringVar(&f.schedule, "schedule", "", `when to back up: 5 cron fields or @hourly/@daily/@weekly/@every 6h (default "0 * * * *")`)
 	fl.StringVar(&f.timeZone, "time-zone", "", "IANA time zone of the schedule (default: this host's)")
 	fl.StringVar(&f.retention, "retention", "", "what to keep: hourly=24,daily=7,weekly=4,monthly=12,yearly=N,keep-last=N,within=7d")
-	fl.StringVar(&f.pingURL, "ping-url", "", "URL pinged after each run (URL/fail after a failure), healthchecks.io style")
-	fl.StringVar(&f.onFailure, "on-failure", "", "shell command run when a backup fails, such as: mail -s 'backup failed' root")
+	fl.StringVar(&f.pingURL, "ping-url", "", "healthchecks.io-style URL pinged on every run (URL/start, URL, URL/fail)")
+	fl.StringArrayVar(&f.webhooks, "webhook", nil, "URL that gets a JSON body with the result of a failed run, and of the first good one after (repeatable)")
+	fl.BoolVar(&f.notifyOnSuccess, "notify-on-success", false, "send the webhooks after every successful run too")
 	return cmd
 }
 
@@ -137,7 +140,7 @@ for password, access-key-id and secret-access-key.
 // returns the problems of the flags' values besides the answers, so that
 // they are reported with every other problem.
 func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAnswers, string, []error, error) {
-	existing, _, err := loadExisting(dirs.config, f.policy)
+	existing, _, err := loadExisting(dirs, f.policy)
 	if err != nil {
 		return nil, "", nil, invalid(err)
 	}
@@ -201,15 +204,26 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 		errs = append(errs, err)
 		a.Retention = r
 	}
-	if changed("ping-url") || changed("on-failure") {
-		if a.Notify == nil {
-			a.Notify = &notifyAnswer{}
+	if changed("ping-url") || changed("webhook") || changed("notify-on-success") {
+		n := v1.Notify{}
+		if a.Notify != nil {
+			n = *a.Notify
 		}
 		if changed("ping-url") {
-			a.Notify.PingURL = f.pingURL
+			n.Ping = f.pingURL
 		}
-		if changed("on-failure") {
-			a.Notify.OnFailure = f.onFailure
+		if changed("webhook") {
+			n.Webhooks = nil
+			for _, u := range f.webhooks {
+				n.Webhooks = append(n.Webhooks, v1.WebhookNotify{URL: u})
+			}
+		}
+		if changed("notify-on-success") {
+			n.OnSuccess = f.notifyOnSuccess
+		}
+		a.Notify = nil
+		if n.Ping != "" || len(n.Webhooks) > 0 {
+			a.Notify = &n
 		}
 	}
 	var problems []error

@@ -38,7 +38,7 @@ type initAnswers struct {
 	TimeZone          string          `json:"timeZone,omitempty"`
 	Retention         v1.Retention    `json:"retention"`
 	Compression       *v1.Compression `json:"compression,omitempty"`
-	Notify            *notifyAnswer   `json:"notify,omitempty"`
+	Notify            *v1.Notify      `json:"notify,omitempty"`
 
 	// Kept as they are when init edits a policy that has them.
 	Labels  map[string]string `json:"labels,omitempty"`
@@ -281,7 +281,8 @@ type existingSetup struct {
 
 // loadExisting finds the policy init should edit: the one named policy, or
 // the only one there is. It returns nil when there is none to edit.
-func loadExisting(configDir, policy string) (*existingSetup, []string, error) {
+func loadExisting(dirs initDirs, policy string) (*existingSetup, []string, error) {
+	configDir := dirs.config
 	if _, err := os.Stat(configDir); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -309,6 +310,7 @@ func loadExisting(configDir, policy string) (*existingSetup, []string, error) {
 	if err != nil {
 		return nil, names, err
 	}
+	a.Encryption.IdentityFile = findIdentity(dirs.keys, a.Encryption.Recipients)
 	return &existingSetup{file: obj.File, answers: a}, names, nil
 }
 
@@ -336,8 +338,9 @@ func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*initAnswers, err
 		Compression: p.Spec.Compression,
 		Labels:      p.Metadata.Labels,
 		Suspend:     p.Spec.Suspend,
+		Hooks:       p.Spec.Hooks,
+		Notify:      p.Spec.Notify,
 	}
-	a.Hooks, a.Notify = notifyFromPolicy(p.Spec.Hooks)
 	if r := p.Spec.Retention; r != nil {
 		a.Retention = *r
 	}
@@ -363,6 +366,22 @@ func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*initAnswers, err
 		}
 	}
 	return a, nil
+}
+
+// findIdentity returns the key file of the keys directory whose public key
+// is one of recipients, or "".
+func findIdentity(keysDir string, recipients []string) string {
+	if len(recipients) == 0 {
+		return ""
+	}
+	matches, _ := filepath.Glob(filepath.Join(keysDir, "*.key"))
+	sort.Strings(matches)
+	for _, m := range matches {
+		if pub, err := ageKeyOf(m); err == nil && contains(recipients, pub) {
+			return m
+		}
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {

@@ -365,7 +365,10 @@ func checkAnswers(a *initAnswers) []error {
 		add("encryption: age recipients", checkRecipients(strings.Join(a.Encryption.Recipients, ",")))
 	}
 	if n := a.Notify; n != nil {
-		add("notify: ping URL", checkURL(n.PingURL))
+		add("notify: ping URL", checkURL(n.Ping))
+		for _, w := range n.Webhooks {
+			add("notify: webhook URL", checkURL(w.URL))
+		}
 	}
 	return errs
 }

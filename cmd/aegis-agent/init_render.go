@@ -245,6 +245,7 @@ func (a *initAnswers) objects() ([]*v1.Destination, *v1.BackupPolicy) {
 			Destinations: names,
 			Compression:  a.Compression,
 			Hooks:        a.Hooks,
+			Notify:       a.Notify,
 		},
 	}
 	for _, s := range a.Sources {
@@ -261,7 +262,6 @@ func (a *initAnswers) objects() ([]*v1.Destination, *v1.BackupPolicy) {
 	case "none":
 		p.Spec.Encryption = &v1.Encryption{None: true}
 	}
-	applyNotify(p, a.Notify)
 	return dests, p
 }
 

@@ -92,7 +92,7 @@ func (w *wizard) run() error {
 // pickSetup finds what to edit: the policy of --policy, the only one
 // there is, or the one the user picks.
 func (w *wizard) pickSetup() error {
-	existing, names, err := loadExisting(w.dirs.config, w.f.policy)
+	existing, names, err := loadExisting(w.dirs, w.f.policy)
 	if err != nil {
 		return invalid(err)
 	}
@@ -110,7 +110,7 @@ func (w *wizard) pickSetup() error {
 			return err
 		}
 		if choice != "" {
-			if existing, _, err = loadExisting(w.dirs.config, choice); err != nil {
+			if existing, _, err = loadExisting(w.dirs, choice); err != nil {
 				return invalid(err)
 			}
 		}
@@ -214,27 +214,29 @@ func destKindOf(d destAnswer) string {
 }
 
 func (w *wizard) destinations() error {
-	var kept []destAnswer
-	for _, d := range w.a.Destinations {
-		remove, err := w.destination(&d, true, len(kept)+1)
+	// Each is edited in place, so that the name checks know which one
+	// they look at.
+	for i := 0; i < len(w.a.Destinations); {
+		remove, err := w.destination(&w.a.Destinations[i], true, i+1)
 		if err != nil {
 			return err
 		}
-		if !remove {
-			kept = append(kept, d)
+		if remove {
+			w.a.Destinations = slices.Delete(w.a.Destinations, i, i+1)
+			continue
 		}
+		i++
 	}
-	w.a.Destinations = kept
 	for len(w.a.Destinations)+len(w.a.OtherDestinations) == 0 || w.confirm("Add another destination?",
 		"A second copy elsewhere (say a local disk plus a cloud bucket) survives the loss of either.", false) {
 		if w.ctx.Err() != nil {
 			return w.ctx.Err()
 		}
-		d := destAnswer{}
-		if _, err := w.destination(&d, false, len(w.a.Destinations)+1); err != nil {
+		w.a.Destinations = append(w.a.Destinations, destAnswer{})
+		n := len(w.a.Destinations)
+		if _, err := w.destination(&w.a.Destinations[n-1], false, n); err != nil {
 			return err
 		}
-		w.a.Destinations = append(w.a.Destinations, d)
 	}
 	return nil
 }
@@ -406,7 +408,8 @@ func secretInput(title, stored string, v *string) *huh.Input {
 
 func (w *wizard) s3Form(d *destAnswer, problem string) error {
 	s := d.S3
-	var keyID, secret string
+	// What was typed before a failed check is proposed again.
+	keyID, secret := typedValue(d.AccessKeyID), typedValue(d.SecretAccessKey)
 	needEndpoint := s.Provider == "minio" || s.Provider == "other"
 	endpointDesc := "Leave empty for the provider's standard endpoint in that region."
 	if needEndpoint {
@@ -447,7 +450,7 @@ func (w *wizard) sftpForm(d *destAnswer, problem string) error {
 	if s.PrivateKeyFile == "" && s.PasswordFile != "" {
 		auth = "password"
 	}
-	var password string
+	password := typedValue(d.Password)
 	err := w.form(
 		huh.NewGroup(append(problemNote(problem),
 			nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
@@ -494,7 +497,7 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 	s := d.FTP
 	port := strconv.Itoa(orZero(s.Port, 21))
 	tls := orDefault(s.TLS, "explicit")
-	var password string
+	password := typedValue(d.Password)
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(checkHost),
@@ -534,6 +537,14 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 		d.Password = typedSecret(password)
 	}
 	return nil
+}
+
+// typedValue is a secret typed earlier in this session, or "".
+func typedValue(s *secretRef) string {
+	if s != nil && s.loaded {
+		return s.value
+	}
+	return ""
 }
 
 func required(what string) func(string) error {
@@ -580,27 +591,27 @@ func sourceKindOf(s sourceAnswer) string {
 }
 
 func (w *wizard) sources() error {
-	var kept []sourceAnswer
-	for _, s := range w.a.Sources {
-		remove, err := w.source(&s, true, len(kept)+1)
+	for i := 0; i < len(w.a.Sources); {
+		remove, err := w.source(&w.a.Sources[i], true, i+1)
 		if err != nil {
 			return err
 		}
-		if !remove {
-			kept = append(kept, s)
+		if remove {
+			w.a.Sources = slices.Delete(w.a.Sources, i, i+1)
+			continue
 		}
+		i++
 	}
-	w.a.Sources = kept
 	for len(w.a.Sources) == 0 || w.confirm("Add another source?",
 		"Such as a database besides the files. Each source is read once per run and stored as its own data object.", false) {
 		if w.ctx.Err() != nil {
 			return w.ctx.Err()
 		}
-		s := sourceAnswer{}
-		if _, err := w.source(&s, false, len(w.a.Sources)+1); err != nil {
+		w.a.Sources = append(w.a.Sources, sourceAnswer{})
+		n := len(w.a.Sources)
+		if _, err := w.source(&w.a.Sources[n-1], false, n); err != nil {
 			return err
 		}
-		w.a.Sources = append(w.a.Sources, s)
 	}
 	return nil
 }
@@ -732,7 +743,7 @@ func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
 	}
 	dbs := strings.Join(p.Databases, ", ")
 	globals := p.Globals == nil || *p.Globals
-	var password string
+	password := typedValue(s.Password)
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("PostgreSQL server").
@@ -769,7 +780,7 @@ func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
 		port = strconv.Itoa(m.Port)
 	}
 	dbs := strings.Join(m.Databases, ", ")
-	var password string
+	password := typedValue(s.Password)
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Socket (on this host)").Description("Empty to connect over TCP to the host below.").
@@ -1065,43 +1076,56 @@ func (w *wizard) schedule() error {
 func ptr[T any](v T) *T { return &v }
 
 func (w *wizard) notifications() error {
-	n := notifyAnswer{}
+	n := v1.Notify{}
 	if w.a.Notify != nil {
 		n = *w.a.Notify
 	}
-	host, _ := os.Hostname()
+	webhook := ""
+	var more []v1.WebhookNotify // webhooks after the first stay as they are
+	if len(n.Webhooks) > 0 {
+		webhook, more = n.Webhooks[0].URL, n.Webhooks[1:]
+	}
 	err := w.form(huh.NewGroup(
-		huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Both are optional: Enter skips."),
+		huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Each is optional: Enter skips."),
 		huh.NewInput().Title("Ping URL").
-			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged after each successful run, and\nURL/fail after a failed one. If the pings stop, it alerts you, even when this host is down.").
+			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
 			Placeholder("https://hc-ping.com/your-uuid").
-			Value(&n.PingURL).Validate(checkURL),
-		huh.NewInput().Title("Command to run when a backup fails").
-			Description("Run by the shell, such as a mail to root.").
-			Placeholder(fmt.Sprintf("mail -s 'Aegis backup failed on %s' root < /dev/null", orDefault(host, "this host"))).
-			Value(&n.OnFailure),
+			Value(&n.Ping).Validate(checkURL),
+		huh.NewInput().Title("Webhook URL").
+			Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
+			Placeholder("https://chat.example.com/hooks/backups").
+			Value(&webhook).Validate(checkURL),
+		huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
 	))
 	if err != nil {
 		return err
 	}
-	n.PingURL, n.OnFailure = strings.TrimSpace(n.PingURL), strings.TrimSpace(n.OnFailure)
+	n.Ping, webhook = strings.TrimSpace(n.Ping), strings.TrimSpace(webhook)
+	n.Webhooks = more
+	if webhook != "" {
+		first := v1.WebhookNotify{URL: webhook}
+		if old := w.a.Notify; old != nil && len(old.Webhooks) > 0 && old.Webhooks[0].URL == webhook {
+			first = old.Webhooks[0] // keeps its secretFile
+		}
+		n.Webhooks = append([]v1.WebhookNotify{first}, more...)
+	}
+	var parts []string
+	if n.Ping != "" {
+		parts = append(parts, "ping "+n.Ping)
+	}
+	for _, h := range n.Webhooks {
+		parts = append(parts, "webhook "+h.URL)
+	}
 	w.a.Notify = nil
-	if !n.empty() {
-		w.a.Notify = &n
-	}
-	switch {
-	case n.empty():
+	if len(parts) == 0 {
 		w.done("notifications: none (aegis-agent status and the status files still tell)")
-	default:
-		var parts []string
-		if n.PingURL != "" {
-			parts = append(parts, "ping "+n.PingURL)
-		}
-		if n.OnFailure != "" {
-			parts = append(parts, "on failure run "+n.OnFailure)
-		}
-		w.done("notifications: " + strings.Join(parts, "; "))
+		return nil
 	}
+	if len(n.Webhooks) == 0 {
+		n.OnSuccess = false
+	}
+	w.a.Notify = &n
+	w.done("notifications: " + strings.Join(parts, "; "))
 	return nil
 }
 

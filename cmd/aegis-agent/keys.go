@@ -44,7 +44,10 @@ and off this host), or an openssl key file of 64 hex characters on one line
 			if out == "" {
 				out = filepath.Join(g.keysDir, id+".key")
 			}
-			if err := writeNewSecret(out, body); err != nil {
+			err = writeNewSecret(out, body)
+			g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyGenerated, Object: "Key/" + id, KeyID: id, File: absPath(out),
+				Outcome: outcomeOf(err), Message: messageOf(err)})
+			if err != nil {
 				return failed(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s key %s (mode 0600)\n", kind, out)
@@ -108,7 +111,12 @@ change in the manifest, which is yours (often in Git).`,
 		Example: "  aegis-agent keys rotate web",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return rotateKey(cmd.OutOrStdout(), g, args[0])
+			err := rotateKey(cmd.OutOrStdout(), g, args[0])
+			if err != nil {
+				g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + args[0], Policy: args[0],
+					Outcome: reconcile.OutcomeFailure, Message: err.Error()})
+			}
+			return err
 		},
 	}
 	cmd.AddCommand(gen, list, rotate)
@@ -173,6 +181,8 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 			return failed(err)
 		}
 		fmt.Fprintf(w, "policy %s: new snapshots use openssl key %s (in %s); the old key %s is kept as %s for restores\n", policy, id, keyFile, old.ID, archive)
+		g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: keyFile,
+			Outcome: reconcile.OutcomeSuccess, Message: "openssl key " + old.ID + " replaced; kept as " + archive + " for restores"})
 		return nil
 	case enc != nil && enc.Age != nil:
 		body, public, id, err := newKey(reconcile.KeyKindAge, now)
@@ -186,6 +196,8 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 		fmt.Fprintf(w, "wrote age identity %s (%s); store a copy somewhere safe, off this host\n", id, idFile)
 		if enc.Age.RecipientsFile == "" {
 			fmt.Fprintf(w, "policy %s lists its recipients inline: to rotate, replace the old recipient with\n  %s\nin spec.encryption.age.recipients of the manifest\n", policy, public)
+			g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: idFile,
+				Outcome: reconcile.OutcomePartial, Message: "new age identity written; the manifest's inline recipients must be changed by hand"})
 			return nil
 		}
 		managed := map[string]bool{}
@@ -212,6 +224,8 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 			return failed(err)
 		}
 		fmt.Fprintf(w, "policy %s: new snapshots are encrypted to %s (%s); old identities stay in %s for restores\n", policy, id, enc.Age.RecipientsFile, g.keysDir)
+		g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: enc.Age.RecipientsFile,
+			Outcome: reconcile.OutcomeSuccess, Message: "new age recipient " + id + " in " + enc.Age.RecipientsFile + "; identity " + idFile})
 		return nil
 	}
 	return invalid(fmt.Errorf("policy %s is not encrypted: nothing to rotate", policy))

@@ -15,6 +15,7 @@ import (
 	"github.com/aegis-backup/aegis/drivers/postgres"
 	"github.com/aegis-backup/aegis/drivers/retry"
 	"github.com/aegis-backup/aegis/drivers/s3"
+	"github.com/aegis-backup/aegis/drivers/sftp"
 	"github.com/aegis-backup/aegis/drivers/system"
 )
 
@@ -55,6 +56,12 @@ func Destination(d *v1.Destination, opts Options) (drivers.Destination, error) {
 			return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
 		}
 		return retry.Wrap(s, retry.Policy{Logger: opts.Logger}), nil
+	case "sftp":
+		s, err := sftp.New(*d.Spec.SFTP, sftp.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
+		}
+		return retry.Wrap(s, retry.Policy{Logger: opts.Logger}), nil
 	case "":
 		return nil, fmt.Errorf("destination %s: no driver block set", d.Metadata.Name)
 	default:
@@ -89,7 +96,7 @@ func Unsupported(p *v1.BackupPolicy, dests map[string]*v1.Destination) []string 
 // build, or returns "".
 func UnsupportedDestination(d *v1.Destination) string {
 	switch d.Spec.Driver() {
-	case "local", "s3":
+	case "local", "s3", "sftp":
 		return ""
 	}
 	return fmt.Sprintf("destination %s: driver %s is not supported yet by this build of aegis-agent", d.Metadata.Name, d.Spec.Driver())

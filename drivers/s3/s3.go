@@ -225,7 +225,7 @@ func (s *Store) where(name string) string {
 // relative, slash-separated path whose elements are not temporary names.
 func checkKey(key string) error {
 	if key == "" || path.Clean("/"+key) != "/"+key || strings.Contains("/"+key, "/"+tmpPrefix) {
-		return fmt.Errorf("invalid key %q", key)
+		return drivers.Permanent(fmt.Errorf("invalid key %q", key))
 	}
 	return nil
 }

@@ -30,8 +30,8 @@ import (
 // server is an S3 server the tests can use.
 type server struct {
 	endpoint, tlsEndpoint, bucket, credentials, caFile string
-	access, secret                                      string
-	dir                                                 string // for private servers: the state directory
+	access, secret                                     string
+	dir                                                string // for private servers: the state directory
 }
 
 func sharedServer(t *testing.T) server {
@@ -312,7 +312,7 @@ func TestWrongCredentials(t *testing.T) {
 	calls := 0
 	r := retry.Wrap(st, retry.Policy{Sleep: func(context.Context, time.Duration) error { calls++; return nil }})
 	err := r.Check(t.Context())
-	if err == nil || !drivers.IsPermanent(err) || !strings.Contains(err.Error(), "refused the credentials") {
+	if err == nil || !drivers.IsPermanent(err) || !strings.Contains(err.Error(), "credentials") {
 		t.Fatalf("Check: %v; want a permanent error about the credentials", err)
 	}
 	if calls != 0 {

@@ -118,11 +118,14 @@ fi
 
 # 3. The original tool's pipeline: tar -czf to staging, then openssl enc.
 rm -f "$WORK/orig.tar.gz" "$WORK/orig.tar.gz.enc"
-measure "original: tar -czf + openssl enc" "$SIZE" sh -c "tar -czf '$WORK/orig.tar.gz' -C / '${DATA#/}' && openssl enc -aes-256-cbc -pbkdf2 -salt -pass file:'$OPENSSL_KEY' -in '$WORK/orig.tar.gz' -out '$WORK/orig.tar.gz.enc'"
+# Every backup here ends durable on disk, as Aegis's (it fsyncs each object
+# before the rename that publishes it), so the shell pipelines end with a
+# sync of their output file; restic syncs its own files.
+measure "original: tar -czf + openssl enc" "$SIZE" sh -c "tar -czf '$WORK/orig.tar.gz' -C / '${DATA#/}' && openssl enc -aes-256-cbc -pbkdf2 -salt -pass file:'$OPENSSL_KEY' -in '$WORK/orig.tar.gz' -out '$WORK/orig.tar.gz.enc' && sync '$WORK/orig.tar.gz.enc'"
 rm -f "$WORK/orig.tar.gz" "$WORK/orig.tar.gz.enc"
 
 # 4. The raw stream: about the limit of this path on this machine.
-measure "raw: tar | zstd -T0 -3 | age" "$SIZE" sh -c "tar -cf - -C / '${DATA#/}' | zstd -T0 -3 -q | age -r '$RECIPIENT' >'$WORK/raw.tar.zst.age'"
+measure "raw: tar | zstd -T0 -3 | age" "$SIZE" sh -c "tar -cf - -C / '${DATA#/}' | zstd -T0 -3 -q | age -r '$RECIPIENT' >'$WORK/raw.tar.zst.age' && sync '$WORK/raw.tar.zst.age'"
 rm -f "$WORK/raw.tar.zst.age"
 
 # 5. restic's first backup into a local repository.

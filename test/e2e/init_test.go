@@ -131,15 +131,55 @@ func (s *screen) press(keys ...string) {
 	}
 }
 
-// answer replaces the text of the focused field with v (shown as typed
-// unless secret) and presses Enter.
-func (s *screen) answer(v string, secret bool) {
+// field waits until the field titled title has the focus, replaces its
+// text with v (and, unless it is secret, sees it typed) and presses Enter.
+func (s *screen) field(title, v string) {
+	s.t.Helper()
+	s.expect("┃ " + title)
+	s.retype(v)
+}
+
+// secret is field for a password: what is typed is not shown.
+func (s *screen) secret(title, v string) {
+	s.t.Helper()
+	s.expect("┃ " + title)
+	s.press(keyClear, v, keyEnter)
+}
+
+// retype answers the focused field again, after a refused answer.
+func (s *screen) retype(v string) {
 	s.t.Helper()
 	s.press(keyClear, v)
-	if !secret && v != "" {
+	if v != "" {
 		s.expect(v)
 	}
 	s.press(keyEnter)
+}
+
+// keep accepts what the field titled title proposes.
+func (s *screen) keep(title string) {
+	s.t.Helper()
+	s.expect("┃ " + title)
+	s.press(keyEnter)
+}
+
+// choose moves down a list of options to the one shown as option, then
+// picks it.
+func (s *screen) choose(title string, downs int, option string) {
+	s.t.Helper()
+	s.expect("┃ " + title)
+	for i := 0; i < downs; i++ {
+		s.press(keyDown)
+	}
+	s.expect("> " + option)
+	s.press(keyEnter)
+}
+
+// yesNo answers the yes/no question titled title with "y" or "n".
+func (s *screen) yesNo(title, key string) {
+	s.t.Helper()
+	s.expect("┃ " + title)
+	s.press(key)
 }
 
 // wait waits for the program to exit and returns its exit code.
@@ -191,65 +231,52 @@ func TestInitWizardLocalFiles(t *testing.T) {
 
 	s := startScreen(t, e.initCmd("--save-answers", answers))
 	s.expect("Aegis guided setup")
-	s.expect("Name of this backup policy")
 	// A wrong answer is refused with a message that says what to give.
-	s.answer("Web_1", false)
+	s.field("Name of this backup policy", "Web_1")
 	s.expect(`"Web_1" is not a valid name: use lower-case letters, digits and '-', such as "web-1"`)
-	s.answer("web", false)
+	s.retype("web")
 	s.expect("✓ policy web")
 
-	s.expect("Destination 1: where should backups go?")
-	s.press(keyEnter) // the first kind: a local directory
-	s.expect("Directory for the backups")
-	s.press(keyEnter) // the proposed name, disk
-	s.answer(backups, false)
+	s.choose("Destination 1: where should backups go?", 0, "Local directory")
+	s.keep("Name of this destination") // disk
+	s.field("Directory for the backups", backups)
 	s.expect("✓ destination disk: directory " + backups)
-	s.expect("Add another destination?")
-	s.press("n")
+	s.yesNo("Add another destination?", "n")
 
-	s.expect("Source 1: what should be backed up?")
-	s.press(keyEnter) // files
-	s.expect("Paths to back up")
-	s.press(keyEnter) // the proposed name, files
-	s.answer(filepath.Join(e.root, "ww"), false)
+	s.choose("Source 1: what should be backed up?", 0, "Files and directories")
+	s.keep("Name of this source") // files
+	s.field("Paths to back up", filepath.Join(e.root, "ww"))
 	s.expect(filepath.Join(e.root, "ww") + " does not exist on this host")
-	s.answer(src, false)
-	s.answer("**/*.log", false)
-	s.press(keyEnter) // stay on one file system: yes
+	s.retype(src)
+	s.field("Exclude (optional)", "**/*.log")
+	s.keep("Stay on the file systems of these paths?") // yes
 	s.expect("✓ source files: files " + src)
-	s.expect("Add another source?")
-	s.press("n")
+	s.yesNo("Add another source?", "n")
 
-	s.expect("Encryption")
-	s.press(keyEnter) // age
-	s.expect("age key")
-	s.press(keyEnter) // generate
+	s.choose("Encryption", 0, "age (recommended)")
+	s.choose("age key", 0, "Generate a new key")
 	s.expect("Identity (the secret key): " + filepath.Join(e.keys, "web.key"))
-	s.expect("Will you keep a copy of the key off this server?")
-	s.press("n")
+	s.yesNo("Will you keep a copy of the key off this server?", "n")
 	s.expect("losing the server loses every backup")
 	s.press("y")
 	s.expect("✓ encryption: age, identity " + filepath.Join(e.keys, "web.key"))
 
-	s.expect("When should backups run?")
-	s.press(keyEnter) // every hour
-	s.answer("UTC", false)
-	s.expect("Retention")
-	for i := 0; i < 5; i++ { // 24 hourly, 7 daily, 4 weekly, 12 monthly, 0 yearly
-		s.press(keyEnter)
+	s.choose("When should backups run?", 0, "every hour, on the hour")
+	s.field("Time zone of the schedule", "UTC")
+	for _, f := range []string{"Hourly", "Daily", "Weekly", "Monthly", "Yearly"} { // 24, 7, 4, 12, 0
+		s.keep(f)
 	}
 	s.expect(`✓ schedule "0 * * * *" (every hour, on the hour) in UTC; keep 24 hourly, 7 daily, 4 weekly, 12 monthly`)
 
-	s.expect("Ping URL")
-	s.press(keyEnter, keyEnter)
+	s.keep("Ping URL")
+	s.keep("Webhook URL")
+	s.keep("Also send the webhook after every successful run?")
 	s.expect("✓ notifications: none")
 
 	s.expect("The manifests, for " + filepath.Join(e.config, "web.yaml"))
-	s.expect("Write this setup?")
-	s.press(keyEnter)
+	s.choose("Write this setup?", 0, "Write these files")
 	s.expect("validate: 2 object(s) in 1 file(s)")
-	s.expect("Run a first backup now, and verify it?")
-	s.press("y")
+	s.yesNo("Run a first backup now, and verify it?", "y")
 	s.expect("$ aegis-agent run web")
 	s.expect("policy web: Succeeded")
 	s.expect("$ aegis-agent verify web")
@@ -305,36 +332,30 @@ func TestInitWizardLocalFiles(t *testing.T) {
 	// is; here only the schedule changes.
 	s = startScreen(t, e.initCmd())
 	s.expect("Editing policy web from " + filepath.Join(e.config, "web.yaml"))
-	s.press(keyEnter)
-	s.expect("Destination 1: disk (directory " + backups + ")")
-	s.press(keyEnter)
-	s.expect("Directory for the backups")
-	s.press(keyEnter, keyEnter)
-	s.expect("Add another destination?")
-	s.press("n")
-	s.expect("Source 1: files (files " + src + ")")
-	s.press(keyEnter)
-	s.expect("Paths to back up")
-	s.press(keyEnter, keyEnter, keyEnter, keyEnter)
-	s.expect("Add another source?")
-	s.press("n")
-	s.expect("Encryption")
-	s.press(keyEnter)
-	s.expect("Keep the current key(s): age1")
-	s.press(keyEnter)
-	s.expect("When should backups run?")
-	s.press(keyDown, keyDown) // every day at 02:00
-	s.expect("> every day at 02:00")
-	s.press(keyEnter, keyEnter)
-	s.expect("Retention")
-	s.press(keyEnter, keyEnter, keyEnter, keyEnter, keyEnter)
+	s.keep("Name of this backup policy")
+	s.choose("Destination 1: disk (directory "+backups+")", 0, "Local directory")
+	s.keep("Name of this destination")
+	s.keep("Directory for the backups")
+	s.yesNo("Add another destination?", "n")
+	s.choose("Source 1: files (files "+src+")", 0, "Files and directories")
+	s.keep("Name of this source")
+	s.keep("Paths to back up")
+	s.keep("Exclude (optional)")
+	s.keep("Stay on the file systems of these paths?")
+	s.yesNo("Add another source?", "n")
+	s.choose("Encryption", 0, "age (recommended)")
+	s.choose("age key", 0, "Keep the current key(s): age1")
+	s.choose("When should backups run?", 2, "every day at 02:00")
+	s.keep("Time zone of the schedule")
+	for _, f := range []string{"Hourly", "Daily", "Weekly", "Monthly", "Yearly"} {
+		s.keep(f)
+	}
 	s.expect(`✓ schedule "0 2 * * *"`)
-	s.expect("Ping URL")
-	s.press(keyEnter, keyEnter)
-	s.expect("Write this setup?")
-	s.press(keyEnter)
-	s.expect("Run a first backup now, and verify it?")
-	s.press("n")
+	s.keep("Ping URL")
+	s.keep("Webhook URL")
+	s.keep("Also send the webhook after every successful run?")
+	s.choose("Write this setup?", 0, "Write these files")
+	s.yesNo("Run a first backup now, and verify it?", "n")
 	s.expect("Next steps")
 	if code := s.wait(); code != 0 {
 		t.Fatalf("second init exit code %d", code)
@@ -375,93 +396,80 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	os.WriteFile(filepath.Join(etc, "app.conf"), []byte("x=1\n"), 0o644)
 
 	s := startScreen(t, e.initCmd("--policy", "db"))
-	s.expect("Name of this backup policy")
-	s.press(keyEnter)
+	s.keep("Name of this backup policy")
 	s.expect("✓ policy db")
 
-	s.expect("Destination 1: where should backups go?")
-	for i := 0; i < 6; i++ { // MinIO, the seventh kind
-		s.press(keyDown)
-	}
-	s.expect("> MinIO")
-	s.press(keyEnter)
-	s.expect("Endpoint URL")
-	s.answer("offsite", false)
-	s.press(keyEnter) // region: empty
-	s.answer(s3["AEGIS_TEST_S3_ENDPOINT"], false)
+	s.choose("Destination 1: where should backups go?", 6, "MinIO")
+	s.field("Name of this destination", "offsite")
+	s.keep("Region")
+	s.field("Endpoint URL", s3["AEGIS_TEST_S3_ENDPOINT"])
 	// A wrong bucket name is refused, with the rule it breaks.
-	s.answer("Aegis_Backups", false)
+	s.field("Bucket", "Aegis_Backups")
 	s.expect(`"Aegis_Backups" is not a valid bucket name: 3 to 63 lower-case letters, digits, '.' and '-'`)
-	s.answer(s3["AEGIS_TEST_S3_BUCKET"], false)
-	s.answer("", false) // prefix
-	s.answer(s3["AEGIS_TEST_S3_ACCESS_KEY"], false)
-	s.answer(s3["AEGIS_TEST_S3_SECRET_KEY"], true)
+	s.retype(s3["AEGIS_TEST_S3_BUCKET"])
+	s.keep("Prefix inside the bucket (optional)")
+	s.field("Access key ID", s3["AEGIS_TEST_S3_ACCESS_KEY"])
+	if realS3 {
+		// Credentials the bucket refuses are caught before going on, and
+		// the form comes back with the answers as they were.
+		s.secret("Secret access key", "not-the-secret")
+		s.expect("Checking bucket " + s3["AEGIS_TEST_S3_BUCKET"])
+		s.expect("✗ bucket " + s3["AEGIS_TEST_S3_BUCKET"])
+		s.expect("That did not work")
+		for _, f := range []string{"Name of this destination", "Region", "Endpoint URL", "Bucket", "Prefix inside the bucket (optional)", "Access key ID"} {
+			s.keep(f)
+		}
+	}
+	s.secret("Secret access key", s3["AEGIS_TEST_S3_SECRET_KEY"])
 	s.expect("Checking bucket " + s3["AEGIS_TEST_S3_BUCKET"])
 	liveOutcome(t, s, realS3, "S3")
 	s.expect("✓ destination offsite: bucket " + s3["AEGIS_TEST_S3_BUCKET"])
-	s.expect("Add another destination?")
-	s.press("n")
+	s.yesNo("Add another destination?", "n")
 
-	s.expect("Source 1: what should be backed up?")
-	s.press(keyDown)
-	s.expect("> PostgreSQL databases")
-	s.press(keyEnter)
-	s.expect("PostgreSQL server")
-	s.answer("app-db", false)
-	s.answer(pg["AEGIS_TEST_PG_HOST"], false)
-	s.answer(pg["AEGIS_TEST_PG_PORT"], false)
-	s.answer(pg["AEGIS_TEST_PG_USER"], false)
-	s.answer(pg["password"], true)
-	s.answer("", false) // databases: all
-	s.press(keyEnter)   // globals: yes
+	s.choose("Source 1: what should be backed up?", 1, "PostgreSQL databases")
+	s.field("Name of this source", "app-db")
+	s.field("PostgreSQL server", pg["AEGIS_TEST_PG_HOST"])
+	s.field("Port", pg["AEGIS_TEST_PG_PORT"])
+	s.field("User", pg["AEGIS_TEST_PG_USER"])
+	s.secret("Password", pg["password"])
+	s.keep("Databases") // all
+	s.keep("Include roles and tablespaces (globals)?")
 	s.expect("Checking PostgreSQL as " + pg["AEGIS_TEST_PG_USER"])
 	liveOutcome(t, s, realPG, "PostgreSQL")
 	s.expect("✓ source app-db: PostgreSQL")
-	s.expect("Add another source?")
-	s.press("y")
-	s.expect("Source 2: what should be backed up?")
-	s.press(keyEnter)
-	s.expect("Paths to back up")
-	s.answer("config", false)
-	s.answer(etc, false)
-	s.answer("", false)
-	s.press(keyEnter)
+	s.yesNo("Add another source?", "y")
+	s.choose("Source 2: what should be backed up?", 0, "Files and directories")
+	s.field("Name of this source", "config")
+	s.field("Paths to back up", etc)
+	s.keep("Exclude (optional)")
+	s.keep("Stay on the file systems of these paths?")
 	s.expect("✓ source config: files " + etc)
-	s.expect("Add another source?")
-	s.press("n")
+	s.yesNo("Add another source?", "n")
 
-	s.expect("Encryption")
-	s.press(keyEnter)
-	s.expect("age key")
-	s.press(keyEnter)
-	s.expect("Will you keep a copy of the key off this server?")
-	s.press("y")
+	s.choose("Encryption", 0, "age (recommended)")
+	s.choose("age key", 0, "Generate a new key")
+	s.yesNo("Will you keep a copy of the key off this server?", "y")
 	s.expect("✓ encryption: age")
 
-	s.expect("When should backups run?")
-	s.press(keyDown, keyDown)
-	s.expect("> every day at 02:00")
-	s.press(keyEnter)
-	s.answer("Europe/Berlin", false)
-	s.expect("Retention")
-	s.answer("0", false)
-	s.answer("14", false)
-	s.press(keyEnter, keyEnter)
-	s.answer("3", false)
+	s.choose("When should backups run?", 2, "every day at 02:00")
+	s.field("Time zone of the schedule", "Europe/Berlin")
+	s.field("Hourly", "0")
+	s.field("Daily", "14")
+	s.keep("Weekly")
+	s.keep("Monthly")
+	s.field("Yearly", "3")
 	s.expect("✓ schedule")
-	s.expect("Ping URL")
-	s.answer("hc-ping.com/abc", false)
+	s.field("Ping URL", "hc-ping.com/abc")
 	s.expect(`"hc-ping.com/abc" is not a URL`)
-	s.answer("https://hc-ping.com/abc", false)
-	s.answer("", false)
-	s.expect("✓ notifications: ping https://hc-ping.com/abc")
+	s.retype("https://hc-ping.com/abc")
+	s.field("Webhook URL", "https://chat.example.com/hooks/backups")
+	s.keep("Also send the webhook after every successful run?")
+	s.expect("✓ notifications: ping https://hc-ping.com/abc; webhook https://chat.example.com/hooks/backups")
 
 	s.expect("Also written, each mode 0600:")
-	s.expect("Write this setup?")
-	s.press(keyEnter)
-	s.expect("validate: 3 object(s) in 1 file(s)")
-	s.expect("Run a first backup now, and verify it?")
-	s.press("n")
+	s.choose("Write this setup?", 0, "Write these files")
+	s.expect("validate: 2 object(s) in 1 file(s)")
+	s.yesNo("Run a first backup now, and verify it?", "n")
 	s.expect("Next steps")
 	if code := s.wait(); code != 0 {
 		t.Fatalf("init exit code %d", code)
@@ -472,7 +480,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	pgpass := filepath.Join(e.secrets, "db-app-db.password")
 	for _, want := range []string{"provider: minio", "endpoint: " + s3["AEGIS_TEST_S3_ENDPOINT"], "bucket: " + s3["AEGIS_TEST_S3_BUCKET"],
 		"credentialsFile: " + creds, "passwordFile: " + pgpass, "host: " + pg["AEGIS_TEST_PG_HOST"],
-		`schedule: "0 2 * * *"`, "timeZone: Europe/Berlin", "daily: 14", "yearly: 3", "recipients: [age1", "https://hc-ping.com/abc/fail"} {
+		`schedule: "0 2 * * *"`, "timeZone: Europe/Berlin", "daily: 14", "yearly: 3", "recipients: [age1", "ping: https://hc-ping.com/abc", "url: https://chat.example.com/hooks/backups"} {
 		if !strings.Contains(manifest, want) {
 			t.Errorf("manifest lacks %q:\n%s", want, manifest)
 		}
@@ -503,7 +511,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 		"--source", "type=files,name=config,path="+etc+",one-file-system=true",
 		"--age-identity", filepath.Join(e.keys, "db.key"),
 		"--schedule", "0 2 * * *", "--time-zone", "Europe/Berlin", "--retention", "daily=14,weekly=4,monthly=12,yearly=3",
-		"--ping-url", "https://hc-ping.com/abc")
+		"--ping-url", "https://hc-ping.com/abc", "--webhook", "https://chat.example.com/hooks/backups")
 	cmd.Env = append(cmd.Env, "S3_KEY="+s3["AEGIS_TEST_S3_ACCESS_KEY"], "S3_SECRET="+s3["AEGIS_TEST_S3_SECRET_KEY"], "PG_PW="+pg["password"])
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,8 +55,10 @@ func (c Cmd) command(ctx context.Context) *exec.Cmd {
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdin = c.Stdin
 	cmd.Dir = c.Dir
-	// A killed tool's children may hold its pipes open; do not wait for
-	// them forever.
+	// A process group of its own, killed whole when the tool must stop:
+	// a child it started would otherwise hold its pipes open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }

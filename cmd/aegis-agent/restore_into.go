@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/docker"
+	"github.com/aegis-backup/aegis/drivers/files"
+	"github.com/aegis-backup/aegis/drivers/mysql"
+	"github.com/aegis-backup/aegis/drivers/postgres"
+	"github.com/aegis-backup/aegis/reconcile"
+)
+
+// restoreInto holds the restore flags that go past --target: straight into
+// Docker volumes, and loading database dumps into a server.
+type restoreInto struct {
+	volumes        []string
+	loadInto       string
+	dbUser         string
+	dbPasswordFile string
+	databases      []string
+	globals        bool
+	overwrite      bool
+}
+
+func (ri *restoreInto) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringArrayVar(&ri.volumes, "to-volume", nil, "restore a dockerVolume snapshot straight into this Docker volume (created if missing; --target is then not needed); with several volumes in the snapshot, VOLUME=NAME, repeatable")
+	f.StringVar(&ri.loadInto, "load-into", "", "after writing database dumps to --target, load them into this server: HOST[:PORT], or a socket (a directory for PostgreSQL, a socket file for MySQL)")
+	f.StringVar(&ri.dbUser, "db-user", "", "user for --load-into")
+	f.StringVar(&ri.dbPasswordFile, "db-password-file", "", "file holding the password for --load-into (mode 0600)")
+	f.StringArrayVar(&ri.databases, "database", nil, "with --load-into, load only this database, or load it under another name with NAME=NEWNAME; repeatable (default: all, under their own names)")
+	f.BoolVar(&ri.globals, "globals", false, "with --load-into, also load roles and tablespaces (PostgreSQL) or users and grants (MySQL) first")
+	f.BoolVar(&ri.overwrite, "overwrite", false, "load into databases that already have tables, or restore into a Docker volume that is not empty")
+}
+
+// check reports usage errors; it tells whether --target may be left out.
+func (ri *restoreInto) check(target string) error {
+	if len(ri.volumes) > 0 && ri.loadInto != "" {
+		return errors.New("--to-volume and --load-into do not go together: restore the volumes and the databases in two runs, with --source")
+	}
+	if ri.loadInto == "" && (ri.dbUser != "" || ri.dbPasswordFile != "" || len(ri.databases) > 0 || ri.globals) {
+		return errors.New("--db-user, --db-password-file, --database and --globals need --load-into")
+	}
+	if ri.loadInto != "" && target == "" {
+		return errors.New("--load-into needs --target DIR, where the dumps are written first")
+	}
+	if len(ri.volumes) == 0 && target == "" {
+		return errors.New("--target DIR is required")
+	}
+	return nil
+}
+
+// restoreVolumes restores the one dockerVolume snapshot selected straight
+// into Docker volumes, as --to-volume says.
+func (ri *restoreInto) restoreVolumesOf(ctx context.Context, out io.Writer, d drivers.Destination, snaps []reconcile.Snapshot, keys *reconcile.KeyRing) error {
+	for _, s := range snaps {
+		if s.Manifest.SourceKind != "dockerVolume" {
+			return invalid(fmt.Errorf("--to-volume restores dockerVolume sources only; source %s is a %s source: choose one with --source", s.Manifest.Source, s.Manifest.SourceKind))
+		}
+	}
+	if len(snaps) != 1 {
+		return invalid(errors.New("--to-volume restores one source at a time: choose one with --source"))
+	}
+	return ri.restoreVolumes(ctx, out, d, snaps[0], keys)
+}
+
+// checkLoad refuses a --load-into that cannot apply to the snapshots,
+// before anything is restored.
+func (ri *restoreInto) checkLoad(snaps []reconcile.Snapshot) error {
+	if ri.loadInto == "" {
+		return nil
+	}
+	kinds := 0
+	for _, s := range snaps {
+		if k := s.Manifest.SourceKind; k == "postgres" || k == "mysql" {
+			kinds++
+		}
+	}
+	if kinds == 0 {
+		return invalid(errors.New("--load-into: the snapshot holds no postgres or mysql source"))
+	}
+	if kinds > 1 {
+		return invalid(errors.New("--load-into loads one database source at a time: choose one with --source"))
+	}
+	return nil
+}
+
+// loadAll loads the database dumps restored under target, when
+// --load-into asks for it.
+func (ri *restoreInto) loadAll(ctx context.Context, out io.Writer, snaps []reconcile.Snapshot, target string) error {
+	if ri.loadInto == "" {
+		return nil
+	}
+	for _, s := range snaps {
+		if err := ri.load(ctx, out, filepath.Join(target, s.Manifest.Source), s.Manifest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// volumeMap turns the --to-volume flags into snapshot volume → target
+// volume.
+func (ri *restoreInto) volumeMap(m *v1.SnapshotManifest) (map[string]string, error) {
+	have := docker.VolumeObjects(m)
+	out := map[string]string{}
+	for _, v := range ri.volumes {
+		from, to, ok := strings.Cut(v, "=")
+		if !ok {
+			if len(have) != 1 {
+				return nil, fmt.Errorf("snapshot %s holds %d volumes (%s): say which goes where with --to-volume VOLUME=NAME", m.ID, len(have), strings.Join(have, ", "))
+			}
+			from, to = have[0], v
+		}
+		found := false
+		for _, h := range have {
+			found = found || h == from
+		}
+		if !found {
+			return nil, fmt.Errorf("snapshot %s holds no volume %q (it has: %s)", m.ID, from, strings.Join(have, ", "))
+		}
+		out[from] = to
+	}
+	return out, nil
+}
+
+// restoreVolumes restores a dockerVolume snapshot straight into Docker
+// volumes. Each target volume holds a .aegis-restore-incomplete file until
+// its data was completely verified.
+func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d drivers.Destination, s reconcile.Snapshot, keys *reconcile.KeyRing) error {
+	m := s.Manifest
+	vmap, err := ri.volumeMap(m)
+	if err != nil {
+		return invalid(err)
+	}
+	mounts := map[string]string{}
+	for from, to := range vmap {
+		mp, created, err := docker.PrepareVolume(ctx, to, fmt.Sprintf("%s/%s/%s", m.Policy, m.Source, m.ID), ri.overwrite)
+		if err != nil {
+			return failed(err)
+		}
+		if created {
+			fmt.Fprintf(out, "created Docker volume %s\n", to)
+		}
+		note := fmt.Sprintf("restore of volume %s of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this volume\n", from, m.ID, m.Policy, m.Source, m.Host)
+		if err := os.WriteFile(filepath.Join(mp, ".aegis-restore-incomplete"), []byte(note), 0o600); err != nil {
+			return failed(fmt.Errorf("volume %s: %w", to, err))
+		}
+		mounts[from] = mp
+	}
+	stats := map[string]files.ExtractStats{}
+	unpack := func(ctx context.Context, ob v1.SnapshotObject, r io.Reader) (files.ExtractStats, error) {
+		from, ok := strings.CutSuffix(ob.Name, docker.ObjectExt)
+		mp := mounts[from]
+		if !ok || mp == "" {
+			return files.ExtractStats{}, nil // not asked for; still checked
+		}
+		st, err := docker.ExtractVolume(ctx, r, from, mp, nil)
+		stats[from] = st
+		if err != nil {
+			return st, fmt.Errorf("volume %s: %w", vmap[from], err)
+		}
+		return st, nil
+	}
+	if _, err := reconcile.Restore(ctx, d, s, reconcile.RestoreOptions{Keys: keys, Unpack: unpack}); err != nil {
+		return failed(fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, err))
+	}
+	for from, mp := range mounts {
+		if err := os.Remove(filepath.Join(mp, ".aegis-restore-incomplete")); err != nil {
+			return failed(err)
+		}
+		st := stats[from]
+		fmt.Fprintf(out, "restored volume %s of snapshot %s source %s from %s into Docker volume %s: %d files, %d dirs, %s\n",
+			from, m.ID, m.Source, s.Destination, vmap[from], st.Files, st.Dirs, humanBytes(st.Bytes))
+	}
+	return nil
+}
+
+// load loads the dumps restored into dir into the server --load-into
+// names.
+func (ri *restoreInto) load(ctx context.Context, out io.Writer, dir string, m *v1.SnapshotManifest) error {
+	var dbs map[string]string
+	if len(ri.databases) > 0 {
+		dbs = map[string]string{}
+		for _, d := range ri.databases {
+			from, to, ok := strings.Cut(d, "=")
+			if !ok {
+				to = from
+			}
+			if from == "" || to == "" {
+				return invalid(fmt.Errorf("--database %q: want NAME or NAME=NEWNAME", d))
+			}
+			dbs[from] = to
+		}
+	}
+	host, port, socket, err := parseServer(ri.loadInto)
+	if err != nil {
+		return invalid(err)
+	}
+	var loaded, notes []string
+	switch m.SourceKind {
+	case "postgres":
+		if socket != "" {
+			host = socket // libpq takes a socket directory as the host
+		}
+		res, err := postgres.Load(ctx, dir, m, postgres.LoadOptions{
+			Host: host, Port: port, User: ri.dbUser, PasswordFile: ri.dbPasswordFile,
+			Databases: dbs, Globals: ri.globals, Overwrite: ri.overwrite, Out: out,
+		})
+		loaded, notes = res.Loaded, res.Notes
+		if err != nil {
+			return failed(fmt.Errorf("load source %s into %s: %w", m.Source, ri.loadInto, err))
+		}
+	case "mysql":
+		res, err := mysql.Load(ctx, dir, m, mysql.LoadOptions{
+			Host: host, Port: port, Socket: socket, User: ri.dbUser, PasswordFile: ri.dbPasswordFile,
+			Databases: dbs, Globals: ri.globals, Overwrite: ri.overwrite, Out: out,
+		})
+		loaded, notes = res.Loaded, res.Notes
+		if err != nil {
+			return failed(fmt.Errorf("load source %s into %s: %w", m.Source, ri.loadInto, err))
+		}
+	default:
+		return nil
+	}
+	for _, n := range notes {
+		fmt.Fprintf(out, "  note: %s\n", n)
+	}
+	fmt.Fprintf(out, "loaded %d database(s) of source %s into %s\n", len(loaded), m.Source, ri.loadInto)
+	return nil
+}
+
+// parseServer reads --load-into: a socket path, or HOST[:PORT] ([V6]:PORT).
+func parseServer(s string) (host string, port int, socket string, err error) {
+	if strings.HasPrefix(s, "/") {
+		return "", 0, s, nil
+	}
+	h, p, splitErr := net.SplitHostPort(s)
+	if splitErr != nil {
+		// No port.
+		return strings.Trim(s, "[]"), 0, "", nil
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, "", fmt.Errorf("--load-into %q: invalid port %q", s, p)
+	}
+	return h, port, "", nil
+}
