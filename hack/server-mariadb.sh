@@ -74,8 +74,9 @@ start() {
 	if [ ! -d "$data/mysql" ]; then
 		mkdir -p "$data"
 		chown mysql: "$data"
-		mariadb-install-db --no-defaults --datadir="$data" --user=mysql \
-			--auth-root-authentication-method=socket --skip-test-db \
+		# Its own tmpdir: nothing here depends on /tmp being writable.
+		TMPDIR=$tmp mariadb-install-db --no-defaults --datadir="$data" --user=mysql \
+			--auth-root-authentication-method=socket --skip-test-db --tmpdir="$tmp" \
 			>"$dir/install-db.log" 2>&1 || {
 			cat "$dir/install-db.log" >&2
 			die "mariadb-install-db failed"

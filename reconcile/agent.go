@@ -31,6 +31,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxConcurrentRuns bounds how many policies run at once (default 2).
 	MaxConcurrentRuns int
+	// SourceConcurrency bounds how many sources of one policy run at once
+	// (default 2).
+	SourceConcurrency int
 	// RetryAfter is how long the agent waits after a failed run before
 	// trying again (default 5m). --once retries at once.
 	RetryAfter time.Duration
@@ -87,7 +90,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
-		runner:    &Runner{Host: opts.Host, Now: opts.Now},
+		runner:    &Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
 		obs:       newObserver(opts),
 		running:   map[string]bool{},

@@ -54,7 +54,7 @@ type faultDest struct {
 	mutations, gets   int
 	// refused counts calls made after the kill.
 	refused int
-	log               []string
+	log     []string
 }
 
 func newFaultDest(d drivers.Destination) *faultDest { return &faultDest{Destination: d, getOK: -1} }

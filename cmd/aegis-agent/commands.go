@@ -35,7 +35,10 @@ type globals struct {
 	logLevel  string
 	keysDir   string
 	once      bool
-	obs       obsFlags
+
+	maxRuns    int
+	maxSources int
+	obs        obsFlags
 }
 
 func envOr(name, def string) string {
@@ -75,6 +78,8 @@ reconcile pass and exits.`,
 	pf.StringVar(&g.logLevel, "log-level", envOr("AEGIS_LOG_LEVEL", "info"), "debug, info, warn or error (env AEGIS_LOG_LEVEL)")
 	pf.StringVar(&g.keysDir, "keys-dir", envOr("AEGIS_KEYS_DIR", "/etc/aegis/keys"), "key files: where keys generate/rotate write and restore/verify look (env AEGIS_KEYS_DIR)")
 	root.Flags().BoolVar(&g.once, "once", false, "run one reconcile pass and exit")
+	pf.IntVar(&g.maxRuns, "max-concurrent-runs", envInt("AEGIS_MAX_CONCURRENT_RUNS", 2), "policies backed up at once (env AEGIS_MAX_CONCURRENT_RUNS)")
+	pf.IntVar(&g.maxSources, "source-concurrency", envInt("AEGIS_SOURCE_CONCURRENCY", 2), "sources of one policy backed up at once (env AEGIS_SOURCE_CONCURRENCY)")
 	g.obs.register(pf, root.Flags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		g.obs.command = commandName(cmd)
@@ -158,7 +163,10 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 		StatusDir: g.statusDir,
 		Logger:    log,
 		Now:       clock,
-		Observe:   g.observeOptions(),
+
+		MaxConcurrentRuns: g.maxRuns,
+		SourceConcurrency: g.maxSources,
+		Observe:           g.observeOptions(),
 	})
 	if err != nil {
 		return nil, failed(err)

@@ -367,6 +367,11 @@ func restyle(n *yaml.Node) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		n.Style = 0
+		// A string that a YAML 1.1 reader (PyYAML, so Ansible) would take
+		// for a boolean or null keeps its quotes.
+		if n.ShortTag() == "!!str" && yaml11Words[strings.ToLower(n.Value)] {
+			n.Style = yaml.DoubleQuotedStyle
+		}
 	case yaml.MappingNode:
 		n.Style = 0
 		for _, c := range n.Content {
@@ -388,6 +393,11 @@ func restyle(n *yaml.Node) {
 			n.Style = 0
 		}
 	}
+}
+
+var yaml11Words = map[string]bool{
+	"y": true, "n": true, "yes": true, "no": true, "on": true, "off": true,
+	"true": true, "false": true, "null": true, "~": true, "": true,
 }
 
 func mapKey(m *yaml.Node, key string) *yaml.Node {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -43,16 +44,6 @@ func (o *obsFlags) register(persistent, root *pflag.FlagSet) {
 	persistent.StringVar(&o.logMaxAge, "log-max-age", envOr("AEGIS_LOG_MAX_AGE", "90d"), "remove run logs and rotated logs older than this (audit logs excepted) (env AEGIS_LOG_MAX_AGE)")
 	persistent.StringVar(&o.logMaxTotal, "log-max-total", envOr("AEGIS_LOG_MAX_TOTAL", "256MiB"), "bound on the disk use of the log directory; the oldest logs go first, audit logs last (env AEGIS_LOG_MAX_TOTAL)")
 	persistent.BoolVar(&o.noProgress, "no-progress", false, "no progress bars, even on a terminal")
-}
-
-func envInt(name string, def int) int {
-	var n int
-	if v := os.Getenv(name); v != "" {
-		if _, err := fmt.Sscanf(v, "%d", &n); err == nil {
-			return n
-		}
-	}
-	return def
 }
 
 // commandName names the command running for the audit log: "" for the
@@ -248,4 +239,12 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// envInt reads a positive integer from the environment, or returns def.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

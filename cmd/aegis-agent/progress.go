@@ -42,18 +42,17 @@ type termItem struct {
 }
 
 func newTermProgress(f *os.File) *termProgress {
-	p := &termProgress{
-		out: f,
-		width: func() int {
-			w, _, err := term.GetSize(int(f.Fd()))
-			if err != nil || w <= 0 {
-				return 80
-			}
-			return w
-		},
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
+	return newTermProgressTo(f, func() int {
+		w, _, err := term.GetSize(int(f.Fd()))
+		if err != nil || w <= 0 {
+			return 80
+		}
+		return w
+	})
+}
+
+func newTermProgressTo(out io.Writer, width func() int) *termProgress {
+	p := &termProgress{out: out, width: width, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.loop()
 	return p
 }

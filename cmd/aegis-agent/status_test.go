@@ -70,9 +70,6 @@ func TestStatusRows(t *testing.T) {
 		{"invalid", statusPolicy("bad", "@hourly", "disk"), v1.ObjectStatus{}, false, true, stateInvalid, false, 1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if c.obj.Name == "old" || c.obj.Name == "stopped" || c.obj.Name == "daily" {
-				c.obj.Policy.Spec.Suspend = false
-			}
 			r := statusRowOf(c.obj, c.st, c.seen, c.invalid, reach, statusNow)
 			if r.State != c.state || r.Overdue != c.overdue || r.Destinations.Healthy != c.healthy || r.SizeBytes != c.sizeBytes {
 				t.Errorf("row %+v\nwant state %s overdue %v healthy %d size %d", r, c.state, c.overdue, c.healthy, c.sizeBytes)

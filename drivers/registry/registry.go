@@ -10,6 +10,7 @@ import (
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/docker"
 	"github.com/aegis-backup/aegis/drivers/files"
+	"github.com/aegis-backup/aegis/drivers/ftp"
 	"github.com/aegis-backup/aegis/drivers/local"
 	"github.com/aegis-backup/aegis/drivers/mysql"
 	"github.com/aegis-backup/aegis/drivers/postgres"
@@ -62,6 +63,12 @@ func Destination(d *v1.Destination, opts Options) (drivers.Destination, error) {
 			return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
 		}
 		return retry.Wrap(s, retry.Policy{Logger: opts.Logger}), nil
+	case "ftp":
+		s, err := ftp.New(*d.Spec.FTP, ftp.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
+		}
+		return retry.Wrap(s, retry.Policy{Logger: opts.Logger}), nil
 	case "":
 		return nil, fmt.Errorf("destination %s: no driver block set", d.Metadata.Name)
 	default:
@@ -96,7 +103,7 @@ func Unsupported(p *v1.BackupPolicy, dests map[string]*v1.Destination) []string 
 // build, or returns "".
 func UnsupportedDestination(d *v1.Destination) string {
 	switch d.Spec.Driver() {
-	case "local", "s3", "sftp":
+	case "local", "s3", "sftp", "ftp":
 		return ""
 	}
 	return fmt.Sprintf("destination %s: driver %s is not supported yet by this build of aegis-agent", d.Metadata.Name, d.Spec.Driver())

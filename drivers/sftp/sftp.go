@@ -87,6 +87,7 @@ type Store struct {
 
 // conn is one SSH connection with its SFTP session.
 type conn struct {
+	raw         net.Conn
 	ssh         *ssh.Client
 	sftp        *sftp.Client
 	done        chan struct{} // closed when the connection is gone
@@ -100,8 +101,11 @@ type conn struct {
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		c.sftp.Close()
+		// The network connection first: closing the SFTP session sends a
+		// message, which blocks when the server stopped reading.
+		c.raw.Close()
 		c.ssh.Close()
+		c.sftp.Close()
 	})
 }
 
@@ -353,7 +357,7 @@ func (s *Store) connect(ctx context.Context) (*conn, error) {
 		sf.Close()
 		return fail(ctx.Err())
 	}
-	c := &conn{ssh: client, sftp: sf, done: make(chan struct{})}
+	c := &conn{raw: raw, ssh: client, sftp: sf, done: make(chan struct{})}
 	_, c.posixRename = sf.HasExtension("posix-rename@openssh.com")
 	_, c.fsync = sf.HasExtension("fsync@openssh.com")
 	_, c.statvfs = sf.HasExtension("statvfs@openssh.com")

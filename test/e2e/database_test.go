@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -586,4 +587,61 @@ exit 1
 			t.Errorf("%s holds a password", l)
 		}
 	}
+}
+
+// TestPgbenchBackupTime measures the backup of a pgbench database against
+// a bare pg_dump to /dev/null. It runs only when AEGIS_BENCH_PGBENCH_SCALE
+// is set (50 for the issue's figures: about 750 MB).
+func TestPgbenchBackupTime(t *testing.T) {
+	scale := os.Getenv("AEGIS_BENCH_PGBENCH_SCALE")
+	if scale == "" {
+		t.Skip("set AEGIS_BENCH_PGBENCH_SCALE (e.g. 50) to measure")
+	}
+	s := requirePG(t)
+	e := newEnv(t)
+	db := fmt.Sprintf("aegis_pgbench_%d", os.Getpid())
+	s.psql("postgres", "DROP DATABASE IF EXISTS "+db+"; CREATE DATABASE "+db+";")
+	t.Cleanup(func() { s.psql("postgres", "DROP DATABASE IF EXISTS "+db+";") })
+	pgbench := exec.Command("pgbench", "-q", "-i", "-s", scale, "-h", s.host, "-p", s.port, "-U", s.user, db)
+	pgbench.Env = append(os.Environ(), "PGPASSWORD="+secret(t, s.pwd))
+	if out, err := pgbench.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	t.Logf("database %s: %s", db, s.psql("postgres", "SELECT pg_size_pretty(pg_database_size('"+db+"'))"))
+	e.write("db.yaml", pgPolicy(s, db, s.pwd))
+
+	timeIt := func(cmd *exec.Cmd) time.Duration {
+		t0 := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return time.Since(t0)
+	}
+	pgDump := func(args ...string) *exec.Cmd {
+		cmd := exec.Command("sh", "-c", `pg_dump "$@" > /dev/null`, "pg_dump")
+		cmd.Args = append(cmd.Args, append([]string{"-h", s.host, "-p", s.port, "-U", s.user, "-d", db}, args...)...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+secret(t, s.pwd))
+		return cmd
+	}
+	median := func(ds []time.Duration) time.Duration {
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	var bare, bareZ0, agent []time.Duration
+	for range 5 {
+		bare = append(bare, timeIt(pgDump("-Fc")))
+		bareZ0 = append(bareZ0, timeIt(pgDump("-Fc", "-Z0")))
+		agent = append(agent, timeIt(e.command("run", "db")))
+	}
+	snaps := e.snapshots("db")
+	last := snaps[len(snaps)-1].Manifest
+	var raw, stored int64
+	for _, o := range last.Objects {
+		raw += o.RawSize
+		stored += o.Size
+	}
+	t.Logf("pg_dump -Fc > /dev/null:      median %s of %v", median(bare), bare)
+	t.Logf("pg_dump -Fc -Z0 > /dev/null:  median %s of %v", median(bareZ0), bareZ0)
+	t.Logf("aegis-agent run (pg_dump -Fc -Z0 | zstd 3 | age | local disk, globals too): median %s of %v", median(agent), agent)
+	t.Logf("dump %d bytes, stored %d bytes", raw, stored)
 }

@@ -873,3 +873,50 @@ func TestPruneKilledMidwayFinishesNextPass(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduledRetentionAfterAFailedBackup: when a backup and a retention
+// slot are due in the same pass and the backup fails on one destination,
+// retention still runs on the others, and deletes nothing on that one
+// (here its listing fails too; TestPruneSkipsDestinationWhoseLastBackupFailed
+// covers a destination that lists but whose last backup failed).
+func TestScheduledRetentionAfterAFailedBackup(t *testing.T) {
+	e := newEnv(t)
+	smallTree(t, e)
+	me := hostname(t)
+	good, bad := filepath.Join(e.root, "good"), filepath.Join(e.root, "bad")
+	pol := strings.Replace(smallPolicy("p", "a, b"), "@daily", "0 0 * * *", 1) + "  retention: {keepLast: 2}\n"
+	e.write("p.yaml", destination("a", good)+"---\n"+destination("b", bad)+"---\n"+pol)
+	stamp := func(d, h int) time.Time { return time.Date(2026, time.October, d, h, 30, 0, 0, time.UTC) }
+	for d := 1; d <= 3; d++ {
+		e.runAt(stamp(d, 0), "--once").mustCode(t, 0)
+	}
+	// Three more snapshots that retention has not seen yet.
+	e.write("p.yaml", destination("a", good)+"---\n"+destination("b", bad)+"---\n"+strings.TrimSuffix(pol, "  retention: {keepLast: 2}\n"))
+	for h := 2; h <= 4; h++ {
+		e.runAt(stamp(3, h), "run", "p").mustCode(t, 0)
+	}
+	e.write("p.yaml", destination("a", good)+"---\n"+destination("b", bad)+"---\n"+pol)
+	if len(s3less(t, good, me)) != 5 || len(s3less(t, bad, me)) != 5 {
+		t.Fatalf("%d and %d snapshots", len(s3less(t, good, me)), len(s3less(t, bad, me)))
+	}
+	// Day 4, 01:30: the 00:00 backup and the 01:00 retention are both due.
+	// b fails the backup.
+	os.Rename(bad, bad+".saved")
+	os.WriteFile(bad, []byte("x"), 0o644)
+	r := e.runAt(stamp(4, 1), "--once")
+	os.Remove(bad)
+	os.Rename(bad+".saved", bad)
+	r.mustCode(t, 1)
+	if n := len(s3less(t, good, me)); n != 2 {
+		t.Errorf("%d snapshots on a, want 2", n)
+	}
+	if n := len(s3less(t, bad, me)); n != 5 {
+		t.Errorf("%d snapshots on b, want 5 (its last backup failed)", n)
+	}
+	st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p")
+	lr := st.LastRetention
+	if lr == nil || lr.Result != v1.ResultPartiallyFailed || len(lr.Destinations) != 2 || lr.Destinations[1].Result != v1.ResultFailed ||
+		!strings.Contains(lr.Destinations[1].Message, "nothing deleted") || lr.Deleted != 4 {
+		t.Errorf("lastRetention: %+v", lr)
+	}
+}
