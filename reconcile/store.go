@@ -139,13 +139,10 @@ func (s *Store) UpdateAll(kind string, names []string, fn func(name string, r *O
 // it was last seen, in one transaction that writes only what changed (a
 // pass over a thousand unchanged policies writes nothing).
 func (s *Store) Observe(objs []*v1.Object) error {
-	changed := false
+	changed := true // until the records say otherwise (a new store has none)
 	err := s.with(false, func(b *bolt.Bucket) error {
+		changed = false
 		for _, o := range objs {
-			if b == nil {
-				changed = true
-				return nil
-			}
 			var r ObjectRecord
 			if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
 				if err := json.Unmarshal(v, &r); err != nil {
