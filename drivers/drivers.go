@@ -60,6 +60,15 @@ type Destination interface {
 	Close() error
 }
 
+// TempCleaner is implemented by destinations that keep temporary files of
+// uploads in progress out of List (the local driver). Retention calls it to
+// remove those a crash left behind.
+type TempCleaner interface {
+	// CleanTemp removes temporary files last modified before cutoff and
+	// returns how many it removed and their size.
+	CleanTemp(ctx context.Context, cutoff time.Time) (int, int64, error)
+}
+
 // ObjectWriter receives the data objects a source produces.
 type ObjectWriter interface {
 	// Create starts the data object name (such as "files.tar" or

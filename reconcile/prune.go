@@ -315,6 +315,16 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 			log.Warn("cannot remove a stale deletion marker", "key", key, "err", err)
 		}
 	}
+	// Temporary files of uploads a crash interrupted, which the driver
+	// hides from List (the local driver's .aegis-tmp-* files).
+	if tc, ok := t.Dest.(drivers.TempCleaner); ok {
+		n, size, err := tc.CleanTemp(ctx, now.Add(-opts.Grace))
+		if err != nil {
+			log.Warn("cannot remove temporary files of interrupted uploads", "err", err)
+		}
+		dp.LeftoversRemoved += n
+		dp.BytesFreed += size
+	}
 	return dp
 }
 

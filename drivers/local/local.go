@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 	"syscall"
 
 	"github.com/aegis-backup/aegis/drivers"
@@ -282,4 +283,39 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-var _ drivers.Destination = (*Store)(nil)
+// CleanTemp removes the temporary files of uploads that a crash
+// interrupted: those last modified before cutoff. A Put in progress keeps
+// its file's modification time fresh, so it is left alone.
+func (s *Store) CleanTemp(ctx context.Context, cutoff time.Time) (int, int64, error) {
+	var n int
+	var size int64
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := os.Remove(p); err == nil {
+			n++
+			size += fi.Size()
+		}
+		return nil
+	})
+	return n, size, err
+}
+
+var (
+	_ drivers.Destination = (*Store)(nil)
+	_ drivers.TempCleaner = (*Store)(nil)
+)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/drivertest"
@@ -331,5 +332,33 @@ func TestKeysStayInsideRoot(t *testing.T) {
 	checkTree(t, dir, "root/", "root/x", "x")
 	if b, _ := os.ReadFile(filepath.Join(dir, "x")); string(b) != "outside" {
 		t.Errorf("file beside the root = %q, want %q", b, "outside")
+	}
+}
+
+func TestCleanTempRemovesOnlyOldTemporaryFiles(t *testing.T) {
+	root := t.TempDir()
+	s := local.New(root)
+	if _, err := s.Put(context.Background(), "h/p/s/id/files.tar", strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "h", "p", "s", "id")
+	old := filepath.Join(dir, ".aegis-tmp-files.tar-123")
+	fresh := filepath.Join(dir, ".aegis-tmp-files.tar-456")
+	os.WriteFile(old, []byte("leftover"), 0o600)
+	os.WriteFile(fresh, []byte("in progress"), 0o600)
+	past := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(old, past, past)
+
+	n, size, err := s.CleanTemp(context.Background(), time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 || size != int64(len("leftover")) {
+		t.Fatalf("CleanTemp = %d, %d, %v; want 1, 8, nil", n, size, err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("old temporary file still there: %v", err)
+	}
+	for _, p := range []string{fresh, filepath.Join(dir, "files.tar")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
 	}
 }
