@@ -29,7 +29,7 @@ install_packages() {
 	local need=""
 	command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
 	command -v docker >/dev/null 2>&1 || need="$need docker.io"
-	[ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need="$need busybox-static"
+	command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need="$need busybox-static"
 	[ -z "$need" ] && return
 	log "installing$need"
 	local sudo=""
@@ -58,11 +58,21 @@ build_image() {
 	if DOCKER_HOST=$host docker image inspect "$image" >/dev/null 2>&1; then
 		return
 	fi
-	local bb root=$dir/image
-	bb=$(busybox_static) || die "no static busybox (package busybox-static)"
+	local bb root=$dir/image lib
 	rm -rf "$root"
 	mkdir -p "$root/bin" "$root/tmp" "$root/data"
-	cp "$bb" "$root/bin/busybox"
+	if bb=$(busybox_static); then
+		cp "$bb" "$root/bin/busybox"
+	else
+		# Only a dynamically linked busybox (package busybox, which
+		# busybox-static would replace): bring its libraries along.
+		bb=$(command -v busybox) || die "no busybox (package busybox-static)"
+		cp "$bb" "$root/bin/busybox"
+		for lib in $(ldd "$bb" | grep -o '/[^ ]*'); do
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib"
+		done
+	fi
 	local applet
 	for applet in $("$root/bin/busybox" --list); do
 		[ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"

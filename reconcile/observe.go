@@ -200,7 +200,15 @@ func (a *Agent) runEnded(ctx context.Context, log *slog.Logger, req BackupReques
 	}
 	a.recordAudit(ev)
 
-	a.refreshInventory(ctx, p, req.Destinations)
+	// Count what the destinations that took this run now hold; the others
+	// were just found unusable and would only make the run wait.
+	took := map[string]*v1.Destination{}
+	for _, d := range res.Destinations {
+		if spec, ok := req.Destinations[d.Name]; ok && d.Result == v1.ResultSucceeded {
+			took[d.Name] = spec
+		}
+	}
+	a.refreshInventory(ctx, p, took)
 	a.pruneLogs(true)
 }
 
@@ -289,8 +297,12 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 			next: plan.Policies[name].NextScheduleTime, running: running[name]}
 	}
 	destRecs := map[string]ObjectRecord{}
-	for name := range dests {
+	usable := map[string]*v1.Destination{} // not known to fail its check
+	for name, d := range dests {
 		destRecs[name] = records[v1.KindDestination+"/"+name]
+		if destRecs[name].CheckError == "" {
+			usable[name] = d
+		}
 	}
 	a.obs.metrics.sync(views, destRecs, len(cfg.Errors))
 
@@ -315,14 +327,14 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 	case ctx.Err() != nil: // stopping
 	case once:
 		for _, p := range stale {
-			a.refreshInventory(ctx, p, dests)
+			a.refreshInventory(ctx, p, usable)
 		}
 	case len(stale) > 0 && !busy:
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			for _, p := range stale {
-				a.refreshInventory(ctx, p, dests)
+				a.refreshInventory(ctx, p, usable)
 			}
 			a.obs.mu.Lock()
 			a.obs.invBusy = false

@@ -210,6 +210,25 @@ func (o *objectWriter) Close() error {
 	return nil
 }
 
+// CloseWithError abandons the object: a source that fails midway calls it
+// instead of Close, so no destination stores a truncated object (each Put
+// fails and drops its temporary file). The object is not listed in the
+// manifest.
+func (o *objectWriter) CloseWithError(err error) error {
+	if o.closed {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("source abandoned the object")
+	}
+	o.abort(err)
+	if o.enc != nil {
+		// Release the encoders; the pipes are dead, nothing more is sent.
+		_ = o.enc.Close()
+	}
+	return nil
+}
+
 // abort stops every upload of the object with err; the destinations drop
 // their temporary files.
 func (o *objectWriter) abort(err error) {

@@ -31,7 +31,42 @@ type wizard struct {
 	file string
 	// others are the policies of the config directory init is not editing.
 	others []string
+	// in is standard input, watched for its end in --accessible mode,
+	// where the prompts would otherwise take an ended input for answers.
+	in *eofReader
+	// hidden holds the hide conditions of groups (see hideIf).
+	hidden map[*huh.Group]func() bool
 }
+
+// eofReader notes when its input ends.
+type eofReader struct {
+	f   *os.File
+	eof bool
+}
+
+// Read returns at most one line: each accessible prompt reads through a
+// buffer of its own and drops what it read past its line, which would lose
+// the next answers of piped input.
+func (e *eofReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := e.f.Read(p[n : n+1])
+		n += m
+		if errors.Is(err, io.EOF) {
+			e.eof = true
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 1 && p[n-1] == '\n' {
+			break
+		}
+	}
+	return n, nil
+}
+
+// Fd lets password prompts turn echo off.
+func (e *eofReader) Fd() uintptr { return e.f.Fd() }
 
 var (
 	okStyle   = lipgloss.NewStyle().Foreground(lipgloss.Color("2")).Bold(true)
@@ -44,21 +79,59 @@ var (
 var errCancelled = errors.New("setup cancelled: nothing was written")
 
 func runWizard(ctx context.Context, cmd *cobra.Command, g *globals, f *initFlags, dirs initDirs) error {
-	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs}
+	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs, in: &eofReader{f: os.Stdin}}
 	err := w.run()
-	if errors.Is(err, huh.ErrUserAborted) || errors.Is(err, errCancelled) {
+	if errors.Is(err, errInputEnded) {
+		fmt.Fprintln(w.out, "\n"+errInputEnded.Error()+": nothing was written.")
+		return silentExit(exitInvalid)
+	}
+	if errors.Is(err, huh.ErrUserAborted) || errors.Is(err, errCancelled) || errors.Is(err, context.Canceled) {
 		fmt.Fprintln(w.out, "\n"+errCancelled.Error()+".")
 		return silentExit(exitFailed)
 	}
 	return err
 }
 
+// hideIf hides a group when hide says so. huh's --accessible mode asks
+// every group, hidden or not, so form runs the groups one by one there and
+// skips the hidden ones itself.
+func (w *wizard) hideIf(g *huh.Group, hide func() bool) *huh.Group {
+	if w.hidden == nil {
+		w.hidden = map[*huh.Group]func() bool{}
+	}
+	w.hidden[g] = hide
+	return g.WithHideFunc(hide)
+}
+
+var errInputEnded = errors.New("standard input ended before the setup was complete")
+
 func (w *wizard) form(groups ...*huh.Group) error {
-	return huh.NewForm(groups...).
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	if w.f.accessible && len(groups) > 1 {
+		for _, g := range groups {
+			if hide := w.hidden[g]; hide != nil && hide() {
+				continue
+			}
+			if err := w.form(g); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	f := huh.NewForm(groups...).
 		WithAccessible(w.f.accessible).
 		WithShowHelp(true).
-		WithOutput(w.out).
-		RunWithContext(w.ctx)
+		WithOutput(w.out)
+	if w.f.accessible {
+		f = f.WithInput(w.in)
+	}
+	err := f.RunWithContext(w.ctx)
+	if w.in != nil && w.in.eof {
+		return errInputEnded
+	}
+	return err
 }
 
 func (w *wizard) run() error {
@@ -149,7 +222,7 @@ Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
 		huh.NewNote().Title("Aegis guided setup").Description(intro),
 		huh.NewInput().Title("Name of this backup policy").
 			Description("Lower-case letters, digits and '-'. The manifest file is NAME.yaml.").
-			Value(&name).Validate(func(s string) error {
+			Value(&name).Validate(orCurrent(&name, func(s string) error {
 			if err := checkName(s); err != nil {
 				return err
 			}
@@ -157,7 +230,7 @@ Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
 				return fmt.Errorf("a policy named %s already exists: run aegis-agent init --policy %s to edit it, or pick another name", s, s)
 			}
 			return nil
-		}),
+		})),
 	))
 	w.a.Policy = name
 	if err == nil {
@@ -356,7 +429,7 @@ func (w *wizard) uniqueDestName(base string) string {
 
 // nameInput asks for an object's name, unique among its siblings.
 func nameInput(title string, v *string, taken func(string) bool) *huh.Input {
-	return huh.NewInput().Title(title).Value(v).Validate(func(s string) error {
+	return huh.NewInput().Title(title).Value(v).Validate(orCurrent(v, func(s string) error {
 		if err := checkName(s); err != nil {
 			return err
 		}
@@ -364,7 +437,7 @@ func nameInput(title string, v *string, taken func(string) bool) *huh.Input {
 			return fmt.Errorf("%s is already used by another one: pick another name", s)
 		}
 		return nil
-	})
+	}))
 }
 
 func (w *wizard) destNameTaken(self *destAnswer) func(string) bool {
@@ -391,7 +464,7 @@ func (w *wizard) localForm(d *destAnswer, problem string) error {
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("Directory for the backups").
 			Description("Created when missing. Best on another disk than the data it protects.").
-			Value(&d.Local.Path).Validate(checkLocalTarget),
+			Value(&d.Local.Path).Validate(orCurrent(&d.Local.Path, checkLocalTarget)),
 	)
 	return w.form(huh.NewGroup(fields...))
 }
@@ -419,8 +492,8 @@ func (w *wizard) s3Form(d *destAnswer, problem string) error {
 	fields := append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("Region").Description("Where the bucket lives, such as "+orDefault(defaultRegion(s.Provider), "us-east-1")+".").Value(&s.Region),
-		huh.NewInput().Title("Endpoint URL").Description(endpointDesc).Value(&s.Endpoint).Validate(checkEndpoint(needEndpoint)),
-		huh.NewInput().Title("Bucket").Description("It must exist already.").Value(&s.Bucket).Validate(checkBucket),
+		huh.NewInput().Title("Endpoint URL").Description(endpointDesc).Value(&s.Endpoint).Validate(orCurrent(&s.Endpoint, checkEndpoint(needEndpoint))),
+		huh.NewInput().Title("Bucket").Description("It must exist already.").Value(&s.Bucket).Validate(orCurrent(&s.Bucket, checkBucket)),
 		huh.NewInput().Title("Prefix inside the bucket (optional)").Value(&s.Prefix),
 		huh.NewInput().Title("Access key ID").
 			Description(orDefault(map[bool]string{true: "Leave empty to keep the stored credentials."}[stored != ""],
@@ -454,28 +527,27 @@ func (w *wizard) sftpForm(d *destAnswer, problem string) error {
 	err := w.form(
 		huh.NewGroup(append(problemNote(problem),
 			nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
-			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(checkHost),
-			huh.NewInput().Title("Port").Value(&port).Validate(checkPort),
-			huh.NewInput().Title("User").Value(&s.User).Validate(required("a user")),
-			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(required("a directory")),
+			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, checkHost)),
+			huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, checkPort)),
+			huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
+			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(orCurrent(&s.Path, required("a directory"))),
 			huh.NewSelect[string]().Title("Log in with").Options(
 				huh.NewOption("A private key file (recommended)", "key"),
 				huh.NewOption("A password", "password")).Value(&auth),
 		)...),
-		huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(checkExistingFile)).
-			WithHideFunc(func() bool { return auth != "key" }),
-		huh.NewGroup(secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, checkExistingFile))), func() bool { return auth != "key" }),
+		w.hideIf(huh.NewGroup(secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
 				return errors.New("a password is required")
 			}
 			return nil
-		})).WithHideFunc(func() bool { return auth != "password" }),
+		})), func() bool { return auth != "password" }),
 		huh.NewGroup(huh.NewInput().Title("known_hosts file with the server's host key").
 			Description("The server's key is always verified.").
-			Value(&s.KnownHostsFile).Validate(func(f string) error {
+			Value(&s.KnownHostsFile).Validate(orCurrent(&s.KnownHostsFile, func(f string) error {
 			p, _ := strconv.Atoi(port)
 			return checkKnownHosts(s.Host, p)(f)
-		})),
+		}))),
 	)
 	if err != nil {
 		return err
@@ -500,27 +572,27 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 	password := typedValue(d.Password)
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
-		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(checkHost),
+		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, checkHost)),
 		huh.NewSelect[string]().Title("Encryption of the connection").Options(
 			huh.NewOption("Explicit TLS (AUTH TLS, usually port 21) — recommended", "explicit"),
 			huh.NewOption("Implicit TLS (FTPS, usually port 990)", "implicit"),
 			huh.NewOption("None: password and data travel in clear text", "none")).Value(&tls),
-		huh.NewInput().Title("Port").Value(&port).Validate(checkPort),
-		huh.NewInput().Title("User").Value(&s.User).Validate(required("a user")),
+		huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, checkPort)),
+		huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 		secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
 				return errors.New("a password is required")
 			}
 			return nil
 		}),
-		huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(required("a directory")),
+		huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(orCurrent(&s.Path, required("a directory"))),
 		huh.NewInput().Title("CA certificate file (optional)").Description("For a server whose certificate is not signed by a public authority.").
-			Value(&s.CAFile).Validate(func(v string) error {
+			Value(&s.CAFile).Validate(orCurrent(&s.CAFile, func(v string) error {
 			if v == "" {
 				return nil
 			}
 			return checkExistingFile(v)
-		}),
+		})),
 	)...))
 	if err != nil {
 		return err
@@ -537,6 +609,17 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 		d.Password = typedSecret(password)
 	}
 	return nil
+}
+
+// orCurrent makes an empty answer mean the value shown: in --accessible
+// mode an empty line keeps the default, but the check sees the empty line.
+func orCurrent(v *string, check func(string) error) func(string) error {
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			s = *v
+		}
+		return check(s)
+	}
 }
 
 // typedValue is a secret typed earlier in this session, or "".
@@ -723,7 +806,7 @@ func (w *wizard) filesForm(s *sourceAnswer) error {
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Paths to back up").
 			Description("Separate several with commas, such as /etc, /var/www, /home.").
-			Value(&paths).Validate(checkPathList),
+			Value(&paths).Validate(orCurrent(&paths, checkPathList)),
 		huh.NewInput().Title("Exclude (optional)").
 			Description("Glob patterns, separated by commas; ** matches any directories: **/*.log, **/cache/**, /var/www/tmp").
 			Value(&exclude),
@@ -748,9 +831,9 @@ func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("PostgreSQL server").
 			Description("Host name, or the directory of its socket (such as /var/run/postgresql) on this host.").
-			Value(&p.Host).Validate(checkDBHost),
-		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(checkPort),
-		huh.NewInput().Title("User").Value(&p.User).Validate(required("a user")),
+			Value(&p.Host).Validate(orCurrent(&p.Host, checkDBHost)),
+		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(orCurrent(&port, checkPort)),
+		huh.NewInput().Title("User").Value(&p.User).Validate(orCurrent(&p.User, required("a user"))),
 		secretInput("Password", p.PasswordFile, &password).
 			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + p.PasswordFile + "."}[p.PasswordFile != ""],
 				"Leave empty for peer or trust authentication over the socket. Stored in its own file of mode 0600.")),
@@ -784,15 +867,15 @@ func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Socket (on this host)").Description("Empty to connect over TCP to the host below.").
-			Value(&m.Socket).Validate(func(v string) error {
+			Value(&m.Socket).Validate(orCurrent(&m.Socket, func(v string) error {
 			if v == "" {
 				return nil
 			}
 			return checkExisting(v)
-		}),
-		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(checkDBHost),
-		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(checkPort),
-		huh.NewInput().Title("User").Value(&m.User).Validate(required("a user")),
+		})),
+		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(orCurrent(&m.Host, checkDBHost)),
+		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(orCurrent(&port, checkPort)),
+		huh.NewInput().Title("User").Value(&m.User).Validate(orCurrent(&m.User, required("a user"))),
 		secretInput("Password", m.PasswordFile, &password).
 			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + m.PasswordFile + "."}[m.PasswordFile != ""],
 				"Leave empty for socket authentication. Stored in its own file of mode 0600.")),
@@ -824,15 +907,14 @@ func (w *wizard) dockerForm(s *sourceAnswer, problem string) error {
 				huh.NewOption("One volume, by name", "name"),
 				huh.NewOption("Every volume with a label", "label")).Value(&by),
 		)...),
-		huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(checkVolume)).
-			WithHideFunc(func() bool { return by != "name" }),
-		huh.NewGroup(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
-			Validate(func(v string) error {
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, checkVolume))), func() bool { return by != "name" }),
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
+			Validate(orCurrent(&label, func(v string) error {
 				if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 					return errors.New("write the label as KEY=VALUE, such as backup=true")
 				}
 				return nil
-			})).WithHideFunc(func() bool { return by != "label" }),
+			}))), func() bool { return by != "label" }),
 		huh.NewGroup(huh.NewConfirm().Title("Stop the containers using them during the backup?").
 			Description("Yes gives a consistent copy of databases kept in volumes; they restart right after.").
 			Value(&dv.StopContainers)),
@@ -855,12 +937,12 @@ func (w *wizard) systemForm(s *sourceAnswer) error {
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Extra paths (optional)").
 			Description("Besides the system's configuration, separated by commas, such as /opt/app/config.").
-			Value(&extra).Validate(func(v string) error {
+			Value(&extra).Validate(orCurrent(&extra, func(v string) error {
 			if strings.TrimSpace(v) == "" {
 				return nil
 			}
 			return checkPathList(v)
-		}),
+		})),
 	))
 	s.System.ExtraPaths = splitList(extra)
 	return err
@@ -928,7 +1010,7 @@ func (w *wizard) ageKey() error {
 		list := strings.Join(e.Recipients, ", ")
 		if err := w.form(huh.NewGroup(huh.NewInput().Title("age public keys").
 			Description("Separated by commas. Restoring needs one of their identities.").
-			Value(&list).Validate(checkRecipients))); err != nil {
+			Value(&list).Validate(orCurrent(&list, checkRecipients)))); err != nil {
 			return err
 		}
 		*e = encAnswer{Mode: "age", Recipients: splitList(list)}
@@ -955,7 +1037,7 @@ func (w *wizard) opensslKey() error {
 	}
 	if err := w.form(huh.NewGroup(huh.NewInput().Title("openssl key file").
 		Description("Generated when missing: 64 hex characters on one line, what openssl enc -pass file: reads.").
-		Value(&e.KeyFile).Validate(func(v string) error {
+		Value(&e.KeyFile).Validate(orCurrent(&e.KeyFile, func(v string) error {
 		if err := checkAbsPath(v); err != nil {
 			return err
 		}
@@ -963,7 +1045,7 @@ func (w *wizard) opensslKey() error {
 			return fmt.Errorf("%s is a directory: give a file", v)
 		}
 		return nil
-	}))); err != nil {
+	})))); err != nil {
 		return err
 	}
 	e.newKey = nil
@@ -1023,25 +1105,24 @@ func (w *wizard) schedule() error {
 	r := a.Retention
 	counts := []*string{ptr(strconv.Itoa(r.Hourly)), ptr(strconv.Itoa(r.Daily)), ptr(strconv.Itoa(r.Weekly)), ptr(strconv.Itoa(r.Monthly)), ptr(strconv.Itoa(r.Yearly))}
 	count := func(title, desc string, v *string) *huh.Input {
-		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(checkCount)
+		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(orCurrent(v, checkCount))
 	}
 	err := w.form(
 		huh.NewGroup(
 			huh.NewSelect[string]().Title("When should backups run?").Options(opts...).Value(&preset),
 			huh.NewInput().Title("Time zone of the schedule").Description("An IANA name, such as UTC or Europe/Berlin.").
-				Value(&tz).Validate(checkTimeZone),
+				Value(&tz).Validate(orCurrent(&tz, checkTimeZone)),
 		),
-		huh.NewGroup(huh.NewInput().Title("Schedule").
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Schedule").
 			Description("5 cron fields (minute hour day-of-month month weekday), such as 30 2 * * *, or @daily, @every 6h.").
-			Value(&custom).Validate(func(s string) error { return checkSchedule(tz)(s) })).
-			WithHideFunc(func() bool { return preset != "custom" }),
+			Value(&custom).Validate(orCurrent(&custom, func(s string) error { return checkSchedule(tz)(s) }))), func() bool { return preset != "custom" }),
 		huh.NewGroup(
 			huh.NewNote().Title("Retention").Description("How many snapshots to keep. A snapshot that any rule keeps is kept; the rest are deleted after each run."),
 			count("Hourly", "The last snapshot of each of the last N hours.", counts[0]),
 			count("Daily", "The last of each of the last N days.", counts[1]),
 			count("Weekly", "The last of each of the last N weeks.", counts[2]),
 			count("Monthly", "The last of each of the last N months.", counts[3]),
-			count("Yearly", "The last of each of the last N years.", counts[4]).Validate(func(s string) error {
+			count("Yearly", "The last of each of the last N years.", counts[4]).Validate(orCurrent(counts[4], func(s string) error {
 				if err := checkCount(s); err != nil {
 					return err
 				}
@@ -1053,7 +1134,7 @@ func (w *wizard) schedule() error {
 					return errors.New("every count is 0, which keeps nothing: give at least one, such as 7 daily")
 				}
 				return nil
-			}),
+			})),
 		),
 	)
 	if err != nil {
@@ -1090,11 +1171,11 @@ func (w *wizard) notifications() error {
 		huh.NewInput().Title("Ping URL").
 			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
 			Placeholder("https://hc-ping.com/your-uuid").
-			Value(&n.Ping).Validate(checkURL),
+			Value(&n.Ping).Validate(orCurrent(&n.Ping, checkURL)),
 		huh.NewInput().Title("Webhook URL").
 			Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
 			Placeholder("https://chat.example.com/hooks/backups").
-			Value(&webhook).Validate(checkURL),
+			Value(&webhook).Validate(orCurrent(&webhook, checkURL)),
 		huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
 	))
 	if err != nil {

@@ -43,7 +43,7 @@ func (o *obsFlags) register(persistent, root *pflag.FlagSet) {
 	persistent.IntVar(&o.logMaxFiles, "log-max-files", envInt("AEGIS_LOG_MAX_FILES", reconcile.DefaultLogMaxFiles), "rotated copies kept of agent.log and of retention.log (env AEGIS_LOG_MAX_FILES)")
 	persistent.StringVar(&o.logMaxAge, "log-max-age", envOr("AEGIS_LOG_MAX_AGE", "90d"), "remove run logs and rotated logs older than this (audit logs excepted) (env AEGIS_LOG_MAX_AGE)")
 	persistent.StringVar(&o.logMaxTotal, "log-max-total", envOr("AEGIS_LOG_MAX_TOTAL", "256MiB"), "bound on the disk use of the log directory; the oldest logs go first, audit logs last (env AEGIS_LOG_MAX_TOTAL)")
-	persistent.BoolVar(&o.noProgress, "no-progress", false, "no progress bars, even on a terminal")
+	persistent.BoolVar(&o.noProgress, "no-progress", os.Getenv("AEGIS_NO_PROGRESS") != "", "no progress bars, even on a terminal (env AEGIS_NO_PROGRESS)")
 }
 
 // commandName names the command running for the audit log: "" for the

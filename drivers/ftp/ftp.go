@@ -94,6 +94,7 @@ type conn struct {
 	c         *ftp.ServerConn
 	ctl       net.Conn
 	data      atomic.Pointer[net.Conn] // the data connection in use, if any
+	uploading atomic.Bool              // the next data connection carries an upload
 	lastUsed  time.Time
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -310,7 +311,7 @@ func (s *Store) dialData(c *conn, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &stallConn{Conn: raw, drain: true}
+	sc := &stallConn{Conn: raw, drain: c.uploading.Load()}
 	sc.timeout.Store(int64(s.opts.StallTimeout))
 	var out net.Conn = sc
 	if s.tls != nil {
@@ -560,7 +561,7 @@ func (s *Store) put(ctx context.Context, c *conn, p string, cr *countReader) err
 	// one mkdirAll just made or found: try again while nothing was read.
 	for attempt := 1; ; attempt++ {
 		if err = s.mkdirAll(c, dir); err == nil {
-			err = c.c.Stor(tmp, cr)
+			err = s.stor(c, tmp, cr)
 		}
 		if err == nil || cr.n > 0 || !replied(err) || attempt == 5 {
 			break
@@ -593,6 +594,13 @@ func (s *Store) put(ctx context.Context, c *conn, p string, cr *countReader) err
 		return err
 	}
 	return nil
+}
+
+// stor uploads r to p on c.
+func (s *Store) stor(c *conn, p string, r io.Reader) error {
+	c.uploading.Store(true)
+	defer c.uploading.Store(false)
+	return c.c.Stor(p, r)
 }
 
 // remove deletes a temporary file, now or, if the server is away, in the
@@ -814,7 +822,7 @@ func (s *Store) Check(ctx context.Context) error {
 			return err
 		}
 		probe := path.Join(root, tmpPrefix+"check-"+randomHex(6))
-		if err := c.c.Stor(probe, strings.NewReader("aegis write check\n")); err != nil {
+		if err := s.stor(c, probe, strings.NewReader("aegis write check\n")); err != nil {
 			_ = c.c.Delete(probe)
 			return fmt.Errorf("write check in %s: %w", root, err)
 		}

@@ -12,8 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/aegis-backup/aegis/drivers"
 )

@@ -200,3 +200,18 @@ func TestDefaultsFileQuoting(t *testing.T) {
 		t.Errorf("login with a quoted password: %v %v", rows, err)
 	}
 }
+
+func TestBackupOverSocket(t *testing.T) {
+	s := requireServer(t)
+	db := fmt.Sprintf("aegis_sock_%d", os.Getpid())
+	s.sql("DROP DATABASE IF EXISTS " + db + "; CREATE DATABASE " + db + "; CREATE TABLE " + db + ".t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO " + db + ".t VALUES (42);")
+	t.Cleanup(func() { s.sql("DROP DATABASE IF EXISTS " + db) })
+	w := &memWriter{objects: map[string][]byte{}}
+	_, err := New(v1.MySQLSource{Socket: s.socket, User: s.user, PasswordFile: s.pwd, Databases: []string{db}}, Options{}).Backup(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(w.objects[db+".sql"], []byte("(42)")) {
+		t.Errorf("dump over the socket lacks the row")
+	}
+}

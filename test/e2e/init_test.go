@@ -370,21 +370,17 @@ func TestInitWizardLocalFiles(t *testing.T) {
 }
 
 // TestInitWizardS3PostgresAge sets up a PostgreSQL database and files to an
-// S3 bucket with a generated age key. With the test servers running, the
-// answers are theirs and the live checks must pass; without them, answers
-// that pass the format checks are enough while this build cannot connect
-// to the kind (the wizard says "not checked"), and the test needs the
-// servers once it can.
+// S3 bucket with a generated age key, against the test S3 server: refused
+// credentials are caught by the live check, the right ones pass. For
+// PostgreSQL, the test server's answers are used when it runs; otherwise
+// answers that pass the format checks, which is enough while this build
+// cannot check a login (the wizard says "not checked"); once it can, the
+// test needs the server.
 func TestInitWizardS3PostgresAge(t *testing.T) {
 	e := newInitEnv(t)
-	s3 := map[string]string{
-		"AEGIS_TEST_S3_ENDPOINT": "http://127.0.0.1:1", "AEGIS_TEST_S3_BUCKET": "aegis-backups",
-		"AEGIS_TEST_S3_ACCESS_KEY": "AKIAEXAMPLE", "AEGIS_TEST_S3_SECRET_KEY": "not-a-real-secret",
-	}
-	realS3 := os.Getenv("AEGIS_TEST_S3_ENDPOINT") != ""
-	if realS3 {
-		s3 = testenv.Require(t, "S3 test server", "AEGIS_TEST_S3_ENDPOINT", "AEGIS_TEST_S3_BUCKET", "AEGIS_TEST_S3_ACCESS_KEY", "AEGIS_TEST_S3_SECRET_KEY")
-	}
+	// This build checks buckets live, so the test needs the S3 server.
+	s3 := testenv.Require(t, "S3 test server", "AEGIS_TEST_S3_ENDPOINT", "AEGIS_TEST_S3_BUCKET", "AEGIS_TEST_S3_ACCESS_KEY", "AEGIS_TEST_S3_SECRET_KEY")
+	const realS3 = true
 	pg := map[string]string{"AEGIS_TEST_PG_HOST": "127.0.0.1", "AEGIS_TEST_PG_PORT": "5432", "AEGIS_TEST_PG_USER": "backup", "password": "s3cret-pw"}
 	realPG := os.Getenv("AEGIS_TEST_PG_HOST") != ""
 	if realPG {
@@ -409,7 +405,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	s.retype(s3["AEGIS_TEST_S3_BUCKET"])
 	s.keep("Prefix inside the bucket (optional)")
 	s.field("Access key ID", s3["AEGIS_TEST_S3_ACCESS_KEY"])
-	if realS3 {
+	{
 		// Credentials the bucket refuses are caught before going on, and
 		// the form comes back with the answers as they were.
 		s.secret("Secret access key", "not-the-secret")
@@ -674,5 +670,47 @@ func TestSIGHUPReloads(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not stop on SIGTERM")
+	}
+}
+
+// TestInitAccessible: --accessible asks line by line (for screen readers),
+// so the same setup can be answered from piped lines; an empty line keeps
+// the proposed value, and input that ends early writes nothing.
+func TestInitAccessible(t *testing.T) {
+	e := newInitEnv(t)
+	backups := filepath.Join(e.root, "backups")
+	lines := []string{
+		"web",                 // policy
+		"1", "", backups, "n", // a local destination, named disk
+		"1", "", e.root + "/nope", e.root, "", "y", "n", // files: a wrong path first
+		"1", "1", "y", // age, generated, a copy kept
+		"1", "UTC", "", "", "", "", "", // hourly, retention as proposed
+		"", "", "n", // no notifications
+		"1", "n", // write, no first backup
+	}
+	cmd := e.initCmd("--accessible")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("init --accessible: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), e.root+"/nope does not exist on this host") {
+		t.Errorf("the wrong path was not refused:\n%s", out)
+	}
+	e.run("validate").mustCode(t, 0)
+	if m := readFile(t, filepath.Join(e.config, "web.yaml")); !strings.Contains(m, "path: "+backups) || !strings.Contains(m, "paths: ["+e.root+"]") {
+		t.Errorf("manifest:\n%s", m)
+	}
+
+	// Input that ends before the last question writes nothing.
+	e2 := newInitEnv(t)
+	cmd = e2.initCmd("--accessible")
+	cmd.Stdin = strings.NewReader("web\n1\n")
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "standard input ended before the setup was complete: nothing was written") {
+		t.Errorf("exit %d:\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+	if entries, _ := os.ReadDir(e2.config); len(entries) != 0 {
+		t.Errorf("wrote %d file(s) after the input ended", len(entries))
 	}
 }

@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +26,8 @@ import (
 	"github.com/creack/pty"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/aegis-backup/aegis/reconcile"
 )
@@ -183,7 +189,9 @@ func between(a, b time.Time) func(float64) bool {
 		return v >= float64(a.Unix())-1 && v <= float64(b.Unix())+1
 	}
 }
-func after(t time.Time) func(float64) bool { return func(v float64) bool { return v > float64(t.Unix()) } }
+func after(t time.Time) func(float64) bool {
+	return func(v float64) bool { return v > float64(t.Unix()) }
+}
 
 func TestMetricsTextfileForOnce(t *testing.T) {
 	e := newEnv(t)
@@ -501,7 +509,24 @@ func TestNoSecretInAnyLog(t *testing.T) {
 	sftpPw := file("sftppw", mark("F")+"\n")
 	sftpKey := file("sftpkey", "-----BEGIN OPENSSH PRIVATE KEY-----\n"+mark("K")+"\n-----END OPENSSH PRIVATE KEY-----\n")
 	ftpPw := file("ftppw", mark("T")+"\n")
-	known := writeSecret(t, filepath.Join(e.root, "secrets", "known_hosts"), "")
+	// Servers that refuse the credentials at once (a refusal is final, so
+	// the drivers do not retry): the secrets go over the wire, and what the
+	// servers got proves they were used.
+	var s3Signed atomic.Bool
+	s3srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Authorization"), "Credential=AKIATEST/") {
+			s3Signed.Store(true) // signed with the secret key
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`)
+	}))
+	defer s3srv.Close()
+	sshAddr, sshKnown, sshGot := refusingSSHServer(t)
+	ftpAddr, ftpGot := refusingFTPServer(t)
+	known := writeSecret(t, filepath.Join(e.root, "secrets", "known_hosts"), sshKnown)
+	sshHost, sshPort, _ := net.SplitHostPort(sshAddr)
+	ftpHost, ftpPort, _ := net.SplitHostPort(ftpAddr)
 	pingToken, hookToken := mark("PING"), mark("HOOK")
 	secrets["ping"], secrets["hook"] = pingToken, hookToken
 	// The age identity is a secret too.
@@ -517,25 +542,25 @@ apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: s3}
 spec:
-  s3: {provider: minio, endpoint: "http://127.0.0.1:1", bucket: b, credentialsFile: `+s3File+`}
+  s3: {provider: minio, endpoint: "`+s3srv.URL+`", bucket: aegis-test, credentialsFile: `+s3File+`}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: sftp}
 spec:
-  sftp: {host: 127.0.0.1, port: 1, user: u, path: /x, passwordFile: `+sftpPw+`, knownHostsFile: `+known+`}
+  sftp: {host: `+sshHost+`, port: `+sshPort+`, user: u, path: /x, passwordFile: `+sftpPw+`, knownHostsFile: `+known+`}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: sftpkey}
 spec:
-  sftp: {host: 127.0.0.1, port: 1, user: u, path: /x, privateKeyFile: `+sftpKey+`, knownHostsFile: `+known+`}
+  sftp: {host: `+sshHost+`, port: `+sshPort+`, user: u, path: /x, privateKeyFile: `+sftpKey+`, knownHostsFile: `+known+`}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: ftp}
 spec:
-  ftp: {host: 127.0.0.1, port: 1, user: u, path: /x, passwordFile: `+ftpPw+`}
+  ftp: {host: `+ftpHost+`, port: `+ftpPort+`, user: u, path: /x, passwordFile: `+ftpPw+`}
 ---
 apiVersion: aegis.io/v1
 kind: BackupPolicy
@@ -615,6 +640,15 @@ spec:
 	}
 	if len(srv.requests()) == 0 {
 		t.Error("no notification was sent")
+	}
+	if !s3Signed.Load() {
+		t.Error("the S3 server never got a signed request: the test proves nothing of the S3 secret")
+	}
+	if got := sshGot(); !strings.Contains(got, strings.TrimSpace(secrets["sftppw"])) {
+		t.Errorf("the SSH server never got the password (got %q): the test proves nothing of it", got)
+	}
+	if got := ftpGot(); !strings.Contains(got, strings.TrimSpace(secrets["ftppw"])) {
+		t.Errorf("the FTP server never got the password (got %q): the test proves nothing of it", got)
 	}
 	all := haystack.String()
 	for kind, s := range secrets {
@@ -769,8 +803,24 @@ func TestProgressOnATerminal(t *testing.T) {
 		var out strings.Builder
 		done := make(chan struct{})
 		go func() {
-			io.Copy(&out, f)
-			close(done)
+			defer close(done)
+			buf := make([]byte, 4096)
+			for {
+				n, err := f.Read(buf)
+				chunk := string(buf[:n])
+				out.WriteString(chunk)
+				// Answer the terminal queries of the UI libraries linked in
+				// (background colour, cursor position), as a terminal does.
+				if strings.Contains(chunk, "\x1b]11;?") {
+					f.WriteString("\x1b]11;rgb:0000/0000/0000\x1b\\")
+				}
+				if strings.Contains(chunk, "\x1b[6n") {
+					f.WriteString("\x1b[1;1R")
+				}
+				if err != nil {
+					return
+				}
+			}
 		}()
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("%v: %v", args, err)
@@ -796,4 +846,98 @@ func TestProgressOnATerminal(t *testing.T) {
 	if strings.Contains(piped.stderr, "✓") || strings.Contains(piped.stderr, "\x1b[") {
 		t.Errorf("progress drawn into a pipe:\n%q", piped.stderr)
 	}
+}
+
+// refusingSSHServer accepts SSH connections and refuses every password
+// (keeping the last one it was offered). It returns its address and a
+// known_hosts line for it.
+func refusingSSHServer(t *testing.T) (addr, knownHosts string, got func() string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var last string
+	cfg := &ssh.ServerConfig{
+		PasswordCallback: func(_ ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			mu.Lock()
+			last = string(pw)
+			mu.Unlock()
+			return nil, errors.New("refused")
+		},
+	}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				ssh.NewServerConn(c, cfg)
+			}()
+		}
+	}()
+	addr = ln.Addr().String()
+	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, signer.PublicKey())
+	return addr, line + "\n", func() string { mu.Lock(); defer mu.Unlock(); return last }
+}
+
+// refusingFTPServer speaks enough FTP to refuse every login (530), keeping
+// the passwords it was offered.
+func refusingFTPServer(t *testing.T) (addr string, got func() string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var pws []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				io.WriteString(c, "220 aegis test\r\n")
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					cmd, arg, _ := strings.Cut(sc.Text(), " ")
+					switch strings.ToUpper(cmd) {
+					case "FEAT":
+						io.WriteString(c, "211-Features:\r\n UTF8\r\n211 End\r\n")
+					case "USER":
+						io.WriteString(c, "331 Password required\r\n")
+					case "PASS":
+						mu.Lock()
+						pws = append(pws, arg)
+						mu.Unlock()
+						io.WriteString(c, "530 Login incorrect\r\n")
+					case "QUIT":
+						io.WriteString(c, "221 Bye\r\n")
+						return
+					default:
+						io.WriteString(c, "200 OK\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() string { mu.Lock(); defer mu.Unlock(); return strings.Join(pws, "\n") }
 }
