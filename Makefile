@@ -7,7 +7,7 @@ PREFIX    ?= /usr/local
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/aegis-backup/aegis/reconcile.Version=$(VERSION)
 
-.PHONY: all build test unit e2e lint bench demo install deps clean man completion
+.PHONY: all build test unit e2e lint bench demo install deps clean man completion monitoring
 
 all: build
 
@@ -33,6 +33,11 @@ lint:
 
 # Go benchmarks, then the side-by-side comparison of hack/bench/run.sh
 # (docs/performance.md).
+# promtool check rules and the alert rules' unit tests (installs promtool
+# from the distribution's prometheus package when missing).
+monitoring:
+	./hack/check-monitoring.sh
+
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 	./hack/bench/run.sh

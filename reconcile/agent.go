@@ -306,7 +306,7 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	if err := a.writeStatuses(cfg, plan, pols, dests, stale); err != nil {
 		a.log.Error("write status", "err", err)
 	}
-	a.afterPass(ctx, cfg, plan, pols, dests, once)
+	a.afterPass(ctx, cfg, plan, pols, dests, mode)
 	return res, nil
 }
 

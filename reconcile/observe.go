@@ -46,11 +46,12 @@ type observer struct {
 	audit    *AuditLog
 	notifier *Notifier
 
-	mu       sync.Mutex
-	invAt    map[string]time.Time // policy → last inventory of its destinations
-	invBusy  bool
-	pruneAt  time.Time
-	auditErr bool
+	mu      sync.Mutex
+	invAt   map[string]time.Time // policy → last inventory of its destinations
+	invBusy bool
+	// nextLogged is each policy's next backup as last logged.
+	nextLogged map[string]time.Time
+	pruneAt    time.Time
 }
 
 func newObserver(opts Options) *observer {
@@ -275,7 +276,9 @@ func (a *Agent) retentionDone(policy string, rep *PruneReport) {
 
 // afterPass brings the metrics up to date with what the pass saw, writes
 // the metrics textfile, and keeps the log directory within its bounds.
-func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, once bool) {
+func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, mode passMode) {
+	once := mode == passOnce
+	a.logSchedules(plan)
 	records, err := a.store.Records()
 	if err != nil {
 		a.obs.metrics.passDone(err)
@@ -324,7 +327,7 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 	a.obs.mu.Unlock()
 	sort.Slice(stale, func(i, j int) bool { return stale[i].Metadata.Name < stale[j].Metadata.Name })
 	switch {
-	case ctx.Err() != nil: // stopping
+	case ctx.Err() != nil || mode == passStatusOnly: // stopping
 	case once:
 		for _, p := range stale {
 			a.refreshInventory(ctx, p, usable)
@@ -349,6 +352,38 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		}
 	}
 	a.pruneLogs(false)
+}
+
+// logSchedules writes to the agent's log when a policy's next backup
+// changes: its schedule is in the log without a line per pass.
+func (a *Agent) logSchedules(plan Plan) {
+	a.obs.mu.Lock()
+	defer a.obs.mu.Unlock()
+	if a.obs.nextLogged == nil {
+		a.obs.nextLogged = map[string]time.Time{}
+	}
+	names := make([]string, 0, len(plan.Policies))
+	for n := range plan.Policies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pp := plan.Policies[n]
+		if last, ok := a.obs.nextLogged[n]; ok && last.Equal(pp.NextScheduleTime) {
+			continue
+		}
+		a.obs.nextLogged[n] = pp.NextScheduleTime
+		if pp.NextScheduleTime.IsZero() {
+			a.log.Info("no backup scheduled", "policy", n, "reason", pp.Reason)
+			continue
+		}
+		a.log.Info("next backup", "policy", n, "at", pp.NextScheduleTime.UTC(), "reason", pp.Reason)
+	}
+	for n := range a.obs.nextLogged {
+		if _, ok := plan.Policies[n]; !ok {
+			delete(a.obs.nextLogged, n)
+		}
+	}
 }
 
 // passFailed records a reconcile pass that could not complete.

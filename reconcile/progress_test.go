@@ -167,3 +167,23 @@ func TestBackupReportsProgress(t *testing.T) {
 		}
 	}
 }
+
+type discardCloser struct{}
+
+func (discardCloser) Write(p []byte) (int, error) { return len(p), nil }
+func (discardCloser) Close() error                { return nil }
+
+// BenchmarkProgressAccounting is the cost the progress of every run adds
+// to each 32 KiB written by a source (the counting writer and the progress
+// log's lock).
+func BenchmarkProgressAccounting(b *testing.B) {
+	pl := newProgressLog(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, time.Minute)
+	p := withEstimates(MultiProgress(pl), nil)
+	p.Begin("source s", 0)
+	w := &countingWriteCloser{WriteCloser: discardCloser{}, p: p, item: "source s"}
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		w.Write(buf)
+	}
+}

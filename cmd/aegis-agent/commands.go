@@ -595,16 +595,17 @@ can go straight into a Docker volume with --to-volume.`,
 			}
 			defer d.Close()
 			if len(into.volumes) > 0 {
-				return into.restoreVolumesOf(cmd.Context(), cmd.OutOrStdout(), d, snaps, keys)
+				err := into.restoreVolumesOf(cmd.Context(), cmd.OutOrStdout(), d, snaps, keys)
+				auditRestore(g, snaps, "docker volume "+strings.Join(into.volumes, ","), err)
+				return err
 			}
 			if err := into.checkLoad(snaps); err != nil {
 				return err
 			}
 			g.startProgress()
-			if err := restoreAll(cmd, g, d, snaps, target, keys); err != nil {
-				return err
-			}
-			return into.loadAll(cmd.Context(), cmd.OutOrStdout(), snaps, target)
+			return restoreAll(cmd, g, d, snaps, target, keys, into.loadInto, func() error {
+				return into.loadAll(cmd.Context(), cmd.OutOrStdout(), snaps, target)
+			})
 		},
 	}
 	sel.register(cmd)

@@ -161,9 +161,9 @@ func serveMetrics(ctx context.Context, g *globals, a *reconcile.Agent, log *slog
 }
 
 // restoreAll restores the snapshots of one run, one source after the
-// other, with a progress bar each on a terminal, and writes one audit line
-// for the restore.
-func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []reconcile.Snapshot, target string, keys *reconcile.KeyRing) error {
+// other, with a progress bar each on a terminal, runs then (loading the
+// dumps into loadInto, when set), and writes one audit line for it all.
+func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []reconcile.Snapshot, target string, keys *reconcile.KeyRing, loadInto string, then func() error) error {
 	prog := g.obs.progress
 	out := cmd.OutOrStdout()
 	if prog != nil {
@@ -195,18 +195,38 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []r
 		fmt.Fprintf(out, "restored snapshot %s source %s from %s into %s: %d files, %d dirs, %s\n",
 			m.ID, m.Source, s.Destination, filepath.Join(target, m.Source), st.Files, st.Dirs, humanBytes(st.Bytes))
 	}
+	if prog != nil {
+		prog.Close()
+	}
+	if err != nil {
+		err = failed(err)
+	} else if then != nil {
+		err = then()
+		if loadInto != "" {
+			ev.File += ", loaded into " + loadInto
+		}
+	}
 	ev.Outcome, ev.Message = outcomeOf(err), messageOf(err)
 	if err != nil && len(ev.Sources) > 0 {
 		ev.Outcome = reconcile.OutcomePartial
 	}
-	if prog != nil {
-		prog.Close()
+	g.audit(ev)
+	return err
+}
+
+// auditRestore writes the audit line of a restore made elsewhere than into
+// a directory (a Docker volume).
+func auditRestore(g *globals, snaps []reconcile.Snapshot, into string, err error) {
+	ev := reconcile.AuditEvent{Action: reconcile.AuditRestoreRun, File: into, Outcome: outcomeOf(err), Message: messageOf(err)}
+	for _, s := range snaps {
+		m := s.Manifest
+		ev.Object = "Snapshot/" + m.Host + "/" + m.Policy + "/" + m.ID
+		ev.Policy, ev.Snapshot, ev.Destination = m.Policy, m.ID, s.Destination
+		if err == nil {
+			ev.Sources = append(ev.Sources, m.Source)
+		}
 	}
 	g.audit(ev)
-	if err != nil {
-		return failed(err)
-	}
-	return nil
 }
 
 // readTotal is how many bytes restoring or verifying s reads: every object

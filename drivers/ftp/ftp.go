@@ -336,13 +336,16 @@ type stallConn struct {
 	// data on an upload's data connection (vsftpd answers "426 Failure
 	// reading network stream").
 	drain bool
+	wrote atomic.Bool
 }
 
 // drainLimit bounds what Close reads: a download closed early is reset.
 const drainLimit = 1 << 20
 
 func (c *stallConn) Close() error {
-	if tc, ok := c.Conn.(*net.TCPConn); ok && c.drain {
+	// Only a connection that carried data needs it: one the server never
+	// used stays open on its side until the next command.
+	if tc, ok := c.Conn.(*net.TCPConn); ok && c.drain && c.wrote.Load() {
 		tc.CloseWrite()
 		tc.SetReadDeadline(time.Now().Add(min(time.Duration(c.timeout.Load()), 10*time.Second)))
 		io.CopyN(io.Discard, tc, drainLimit)
@@ -357,7 +360,11 @@ func (c *stallConn) Read(p []byte) (int, error) {
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Duration(c.timeout.Load())))
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.wrote.Store(true)
+	}
+	return n, err
 }
 
 // acquire returns a logged-in connection: an idle one that still answers,
@@ -557,10 +564,12 @@ func (s *Store) put(ctx context.Context, c *conn, p string, cr *countReader) err
 	dir := path.Dir(p)
 	tmp := path.Join(dir, tmpPrefix+path.Base(p)+"-"+randomHex(6))
 	var err error
+	stored := false
 	// A concurrent Delete removes directories that look empty, possibly
 	// one mkdirAll just made or found: try again while nothing was read.
 	for attempt := 1; ; attempt++ {
 		if err = s.mkdirAll(c, dir); err == nil {
+			stored = true
 			err = s.stor(c, tmp, cr)
 		}
 		if err == nil || cr.n > 0 || !replied(err) || attempt == 5 {
@@ -572,7 +581,9 @@ func (s *Store) put(ctx context.Context, c *conn, p string, cr *countReader) err
 		err = ctx.Err()
 	}
 	if err != nil {
-		s.remove(ctx, tmp)
+		if stored {
+			s.remove(ctx, tmp)
+		}
 		return err
 	}
 	size, err := c.c.FileSize(tmp)
@@ -609,10 +620,11 @@ func (s *Store) remove(ctx context.Context, p string) {
 	s.cleanups.Run(ctx, "remove temporary file "+s.where(p), func(ctx context.Context) error {
 		return s.do(ctx, func(c *conn) error {
 			err := c.c.Delete(p)
-			if code(err) == ftp.StatusFileUnavailable {
-				return nil
+			if err != nil && code(err) != ftp.StatusFileUnavailable {
+				return s.classify(err)
 			}
-			return s.classify(err)
+			s.tidy(c, path.Dir(p))
+			return nil
 		}, nil)
 	})
 }

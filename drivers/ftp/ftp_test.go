@@ -114,6 +114,15 @@ func (s server) signalSessions(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+func (s server) signalListener(t *testing.T, sig syscall.Signal) {
+	b, err := os.ReadFile(filepath.Join(s.dir, "explicit.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	syscall.Kill(pid, sig)
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -354,15 +363,19 @@ func TestStalledServer(t *testing.T) {
 	srv := privateServer(t)
 	st := srv.open(t, "none", func(_ *v1.FTPDestination, o *Options) {
 		o.StallTimeout = time.Second
+		o.ConnectTimeout = 2 * time.Second
 		o.CleanupGrace = time.Second
 	})
 	defer st.Close()
 	if err := st.Check(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	// Freeze the session and the server: the reconnect hangs too.
 	srv.signalSessions(t, syscall.SIGSTOP)
+	srv.signalListener(t, syscall.SIGSTOP)
 	start := time.Now()
 	_, err := st.Put(t.Context(), "obj", bytes.NewReader(randomData(8<<20)))
+	srv.signalListener(t, syscall.SIGCONT)
 	srv.signalSessions(t, syscall.SIGKILL)
 	if err == nil {
 		t.Fatal("Put succeeded on a frozen server")

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -222,6 +223,8 @@ func (s *Store) multipart(ctx context.Context, name string, r io.Reader, first, 
 		return total, err
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
+	t0 := time.Now()
+	defer func() { println("complete took", time.Since(t0).String()) }()
 	if err := s.complete(ctx, name, id, parts, total); err != nil {
 		s.abort(ctx, name, id)
 		return total, err

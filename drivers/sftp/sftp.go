@@ -610,6 +610,7 @@ func (s *Store) remove(ctx context.Context, p string) {
 			if err := c.sftp.Remove(p); err != nil && !notExist(err) {
 				return classify(err)
 			}
+			s.tidy(c, path.Dir(p))
 			return nil
 		})
 	})
