@@ -20,6 +20,7 @@ build:
 # the duration of the run.
 test: deps build
 	./hack/test-env.sh $(GO) test -count=1 -timeout 45m ./...
+	./hack/check-monitoring.sh
 
 unit:
 	$(GO) test -count=1 -short ./api/... ./reconcile/... ./drivers/...
@@ -31,13 +32,13 @@ lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Go benchmarks, then the side-by-side comparison of hack/bench/run.sh
-# (docs/performance.md).
 # promtool check rules and the alert rules' unit tests (installs promtool
 # from the distribution's prometheus package when missing).
 monitoring:
 	./hack/check-monitoring.sh
 
+# Go benchmarks, then the side-by-side comparison of hack/bench/run.sh
+# (docs/performance.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 	./hack/bench/run.sh

@@ -152,4 +152,3 @@ func BenchmarkPipelineS3(b *testing.B) {
 		})
 	}
 }
-

@@ -10,7 +10,6 @@ import (
 	"io"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -223,8 +222,6 @@ func (s *Store) multipart(ctx context.Context, name string, r io.Reader, first, 
 		return total, err
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
-	t0 := time.Now()
-	defer func() { println("complete took", time.Since(t0).String()) }()
 	if err := s.complete(ctx, name, id, parts, total); err != nil {
 		s.abort(ctx, name, id)
 		return total, err
