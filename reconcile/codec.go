@@ -176,6 +176,13 @@ func (c *codec) encode(w io.Writer) (io.WriteCloser, error) {
 	default:
 		return nil, fmt.Errorf("encryption %q: %w", c.encryption, errNotSupported)
 	}
+	if c.encryption != "none" && c.compression != v1.CompressionNone {
+		// Encryption (and what follows it) runs behind a bounded queue, in
+		// parallel with compression.
+		aw := newAsyncWriter(out, asyncChunk, asyncChunks)
+		closers = append([]io.Closer{aw}, closers...)
+		out = aw
+	}
 	var cw io.WriteCloser
 	switch c.compression {
 	case v1.CompressionZstd:

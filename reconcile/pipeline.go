@@ -85,7 +85,10 @@ func (s *snapshotWriter) Create(ctx context.Context, name, format string) (io.Wr
 			}
 			ch <- putResult{n: n, err: err, took: time.Since(start)}
 		}()
-		ow.outs = append(ow.outs, &pipeOut{t: t, pw: pw, done: ch, key: full})
+		// The destination's I/O runs behind a bounded queue, so it overlaps
+		// compression and encryption instead of taking turns with them.
+		aw := newAsyncWriter(pw, asyncChunk, asyncChunks)
+		ow.outs = append(ow.outs, &pipeOut{t: t, pw: pw, aw: aw, done: ch, key: full})
 	}
 	enc, err := s.codec.encode(ow.sink())
 	if err != nil {
@@ -112,9 +115,17 @@ type putResult struct {
 	took time.Duration
 }
 
+// Each queue between two stages of the stream holds at most asyncChunks
+// chunks of asyncChunk bytes.
+const (
+	asyncChunk  = 1 << 20
+	asyncChunks = 4
+)
+
 type pipeOut struct {
 	t    *target
 	pw   *io.PipeWriter
+	aw   *asyncWriter
 	done chan putResult
 	key  string
 	dead bool
@@ -146,8 +157,9 @@ func (f fanout) Write(p []byte) (int, error) {
 		if out.dead {
 			continue
 		}
-		if _, err := out.pw.Write(p); err != nil {
+		if _, err := out.aw.Write(p); err != nil {
 			out.dead = true
+			out.aw.Close() // drains: the Put has ended, nothing more is written
 			res := <-out.done
 			if res.err == nil {
 				res.err = err
@@ -186,11 +198,15 @@ func (o *objectWriter) Close() error {
 		if out.dead {
 			continue
 		}
-		out.pw.Close()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			werr := out.aw.Close() // everything queued reaches the pipe
+			out.pw.CloseWithError(werr)
 			res := <-out.done
+			if res.err == nil && werr != nil {
+				res.err = werr
+			}
 			out.t.busy += res.took
 			if res.err != nil {
 				out.dead = true
@@ -238,6 +254,7 @@ func (o *objectWriter) abort(err error) {
 			continue
 		}
 		out.pw.CloseWithError(err)
+		out.aw.Close()
 		res := <-out.done
 		out.t.busy += res.took
 		out.dead = true

@@ -118,11 +118,12 @@ func TestSIGTERMAbandonsRunInFlight(t *testing.T) {
 	waitFor(t, "the run to start", 30*time.Second, func() bool {
 		return strings.Contains(logs.String(), `"msg":"source started"`)
 	})
-	// Let some data reach the destination, then stop the agent.
-	waitFor(t, "data on the destination", 30*time.Second, func() bool {
+	// Wait until the upload has begun on the destination (its temporary
+	// file exists), then stop the agent.
+	waitFor(t, "the upload to start", 30*time.Second, func() bool {
 		var found bool
 		filepath.Walk(filepath.Join(e.root, "backups"), func(p string, fi os.FileInfo, err error) error {
-			if err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+			if err == nil && fi.Mode().IsRegular() {
 				found = true
 			}
 			return nil
