@@ -176,7 +176,9 @@ start() {
 	mkdir -p "$dir"
 	# The test user must reach its data under DIR (test-env.sh and t.TempDir
 	# make DIR's parent private to root).
-	chmod 0711 "$(dirname "$dir")" "$dir"
+	# Only ever add the search bit to the parent: it may be /tmp itself.
+	chmod o+x "$(dirname "$dir")"
+	chmod 0711 "$dir"
 	runuser -u "$TEST_USER" -- test -x "$dir" ||
 		die "the test user cannot reach $dir: make its ancestors searchable (o+x), or use a directory under /tmp"
 	local data=$dir/data secrets=$dir/secrets

@@ -13,6 +13,14 @@ cd "$(dirname "$0")/.."
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/aegis-test-env.XXXXXX")
 ENVFILE="$STATE/env.sh"
 : > "$ENVFILE"
+# The command's temporary files (t.TempDir, os.MkdirTemp("", ...)) go under
+# STATE, not straight into the shared /tmp: tests start private servers in
+# such directories, and the server scripts open up the parent directory for
+# the servers' users, which must never be /tmp itself. o+x on STATE, which
+# is private, lets those users through.
+chmod o+x "$STATE"
+mkdir -p "$STATE/tmp"
+chmod 1777 "$STATE/tmp"
 
 stop_all() {
 	for s in hack/server-*.sh; do
@@ -35,4 +43,4 @@ for s in hack/server-*.sh; do
 done
 # shellcheck disable=SC1090
 . "$ENVFILE"
-"$@"
+TMPDIR="$STATE/tmp" "$@"

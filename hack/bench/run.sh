@@ -24,7 +24,10 @@ command -v age >/dev/null || need="$need age"
 if [ -n "$need" ]; then
 	echo "bench: installing$need" >&2
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+	export DEBIAN_FRONTEND=noninteractive
+	# A fresh machine may have no package lists yet: update once, then retry.
+	$SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null ||
+		{ $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null; }
 fi
 [ -x "$BIN" ] || make -s build
 
