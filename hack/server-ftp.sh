@@ -82,6 +82,14 @@ descendants() {
 	done
 }
 
+# random_port: a port below the kernel's ephemeral range (outgoing
+# connections take ports from that range at any time), from 10000 up.
+random_port() {
+	local low
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	echo $((10000 + RANDOM % (low - 10000 - 40)))
+}
+
 port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -94,7 +102,7 @@ pick_ports() {
 		return
 	fi
 	while :; do
-		base=$((20000 + RANDOM % 40000))
+		base=$(random_port)
 		ok=1
 		for i in $(seq 0 $((n - 1))); do
 			port_free $((base + i)) || {
@@ -160,11 +168,16 @@ run_server() {
 	setsid /usr/sbin/vsftpd "$dir/$name.conf" >>"$dir/$name.out" 2>&1 </dev/null &
 	echo $! >"$dir/$name.pid"
 	for i in $(seq 1 100); do
-		port_free "$port" || return 0
+		running "$name" || break # it could not listen, for one
+		if ! port_free "$port"; then
+			sleep 0.1
+			running "$name" && return 0 # listening, and it is ours
+			break
+		fi
 		sleep 0.1
 	done
 	cat "$dir/$name.out" >&2 || true
-	die "vsftpd ($name) did not come up on 127.0.0.1:$port"
+	die "vsftpd ($name) did not come up on 127.0.0.1:$port (is the port taken? remove $dir/ports to pick others)"
 }
 
 start() {

@@ -72,19 +72,6 @@ port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# wait_up URL CURLOPTS...: the gateway answers (any HTTP status) within 30s.
-wait_up() {
-	local url=$1 i
-	shift
-	for i in $(seq 1 150); do
-		if curl -s -o /dev/null "$@" "$url"; then
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-
 # make_bucket URL CURLOPTS...: creates the bucket through the S3 API; one
 # that exists already is fine. The keys go to curl on stdin, not argv.
 make_bucket() {
@@ -117,18 +104,54 @@ run_gateway() {
 	echo $! >"$dir/$name.pid"
 }
 
-pick_port() {
-	local file=$1 port
-	if [ -s "$file" ]; then
-		cat "$file"
-		return
-	fi
+# random_port: a free port below the kernel's ephemeral range (outgoing
+# connections take ports from that range at any time).
+random_port() {
+	local low port
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	while :; do
-		port=$((20000 + RANDOM % 40000))
+		port=$((10000 + RANDOM % (low - 10000)))
 		port_free "$port" && break
 	done
-	echo "$port" >"$file"
 	echo "$port"
+}
+
+# start_gateway NAME PORTFILE DATA URLSCHEME [OPTIONS...]: starts one
+# gateway on the port recorded in PORTFILE (a restart) or on a new one, and
+# waits until it answers. A new port that turns out taken (another test's
+# server started in between) is replaced by another.
+start_gateway() {
+	local name=$1 portfile=$2 data=$3 scheme=$4 port fresh tries=0
+	shift 4
+	local curlopts=()
+	[ "$scheme" = https ] && curlopts=(--cacert "$dir/tls/cert.pem")
+	while :; do
+		tries=$((tries + 1))
+		fresh=0
+		if [ ! -s "$portfile" ]; then
+			random_port >"$portfile"
+			fresh=1
+		fi
+		port=$(cat "$portfile")
+		run_gateway "$name" "$port" "$data" "$@"
+		local pid i
+		pid=$(cat "$dir/$name.pid")
+		for i in $(seq 1 150); do
+			alive "$pid" || break # it could not listen, for one
+			if curl -s -m 5 -o /dev/null "${curlopts[@]}" "$scheme://127.0.0.1:$port/" && alive "$pid"; then
+				return 0
+			fi
+			sleep 0.2
+		done
+		kill -KILL "$(cat "$dir/$name.pid")" 2>/dev/null || true
+		rm -f "$dir/$name.pid"
+		if [ $fresh -eq 1 ] && [ $tries -lt 5 ]; then
+			rm -f "$portfile"
+			continue
+		fi
+		tail -n 20 "$dir/$name.log" >&2 || true
+		die "versitygw ($name) did not come up on 127.0.0.1:$port"
+	done
 }
 
 start() {
@@ -158,20 +181,11 @@ start() {
 		chmod 0600 "$dir/tls/key.pem"
 	fi
 
+	start_gateway plain "$dir/port" "$dir/data" http
+	start_gateway tls "$dir/tls-port" "$dir/tls-data" https --cert "$dir/tls/cert.pem" --key "$dir/tls/key.pem"
 	local port tport
-	port=$(pick_port "$dir/port")
-	run_gateway plain "$port" "$dir/data"
-	tport=$(pick_port "$dir/tls-port")
-	run_gateway tls "$tport" "$dir/tls-data" --cert "$dir/tls/cert.pem" --key "$dir/tls/key.pem"
-
-	wait_up "http://127.0.0.1:$port/" || {
-		tail -n 20 "$dir/plain.log" >&2 || true
-		die "versitygw did not come up on 127.0.0.1:$port"
-	}
-	wait_up "https://127.0.0.1:$tport/" --cacert "$dir/tls/cert.pem" || {
-		tail -n 20 "$dir/tls.log" >&2 || true
-		die "versitygw (TLS) did not come up on 127.0.0.1:$tport"
-	}
+	port=$(cat "$dir/port")
+	tport=$(cat "$dir/tls-port")
 	make_bucket "http://127.0.0.1:$port"
 	make_bucket "https://127.0.0.1:$tport" --cacert "$dir/tls/cert.pem"
 	log "versitygw $VERSITYGW_VERSION on http://127.0.0.1:$port and https://127.0.0.1:$tport, bucket $BUCKET"

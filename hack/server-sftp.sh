@@ -80,6 +80,14 @@ descendants() {
 	done
 }
 
+# random_port: a port below the kernel's ephemeral range (outgoing
+# connections take ports from that range at any time), from 10000 up.
+random_port() {
+	local low
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	echo $((10000 + RANDOM % (low - 10000 - 40)))
+}
+
 port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -122,7 +130,7 @@ start() {
 		port=$(cat "$dir/port")
 	else
 		while :; do
-			port=$((20000 + RANDOM % 40000))
+			port=$(random_port)
 			port_free "$port" && break
 		done
 		echo "$port" >"$dir/port"
@@ -173,10 +181,16 @@ EOF
 			fi
 			sleep 0.1
 		done
-		port_free "$port" && {
+		# sshd writes its pid file once it listens; without one, the port
+		# answering is someone else's.
+		for i in $(seq 1 50); do
+			running && break
+			sleep 0.1
+		done
+		if port_free "$port" || ! running; then
 			tail -n 20 "$dir/sshd.log" >&2 || true
-			die "sshd did not come up on 127.0.0.1:$port"
-		}
+			die "sshd did not come up on 127.0.0.1:$port (is the port taken? remove $dir/port to pick another)"
+		fi
 	fi
 	log "sshd on 127.0.0.1:$port, user $TEST_USER, data in $data"
 	cat <<EOF

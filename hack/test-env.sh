@@ -16,9 +16,10 @@ ENVFILE="$STATE/env.sh"
 # The command's temporary files (t.TempDir, os.MkdirTemp("", ...)) go under
 # STATE, not straight into the shared /tmp: tests start private servers in
 # such directories, and the server scripts open up the parent directory for
-# the servers' users, which must never be /tmp itself. o+x on STATE, which
-# is private, lets those users through.
-chmod o+x "$STATE"
+# the servers' users, which must never be /tmp itself. go+rx on STATE lets
+# those users (and tests that drop to nobody) through; what is secret in it
+# has its own 0600/0700 modes.
+chmod go+rx "$STATE"
 mkdir -p "$STATE/tmp"
 chmod 1777 "$STATE/tmp"
 

@@ -444,8 +444,10 @@ func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.
 		if _, ok := req.Destinations[d.Name]; !ok {
 			continue
 		}
+		// A destination that failed, at its check or midway, is reported
+		// unreachable until a later run gets through to it.
 		checkErr := ""
-		if strings.Contains(d.Error, "is not usable") {
+		if d.Result != v1.ResultSucceeded {
 			checkErr = d.Error
 		}
 		if err := a.store.Update(v1.KindDestination, d.Name, func(r *ObjectRecord) {

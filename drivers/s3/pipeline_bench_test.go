@@ -25,29 +25,27 @@ import (
 const benchSize = 1 << 30
 
 // benchSource writes a source tree of benchSize random bytes (a few large
-// files, as a database dump or an archive would be) once per process.
-var benchSource = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "aegis-bench-src-")
-	if err != nil {
-		return "", err
-	}
+// files, as a database dump or an archive would be) into a temporary
+// directory of b.
+func benchSource(b *testing.B) string {
+	dir := b.TempDir()
 	rng := rand.NewChaCha8([32]byte{42})
 	buf := make([]byte, 4<<20)
 	for i := range 4 {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("part%d.bin", i)))
 		if err != nil {
-			return "", err
+			b.Fatal(err)
 		}
 		for n := 0; n < benchSize/4; n += len(buf) {
 			rng.Read(buf)
 			if _, err := f.Write(buf); err != nil {
-				return "", err
+				b.Fatal(err)
 			}
 		}
 		f.Close()
 	}
-	return dir, nil
-})
+	return dir
+}
 
 // peakRSS resets the process's peak resident set size and returns a
 // function that reads it (Linux: clear_refs 5 resets VmHWM).
@@ -93,11 +91,7 @@ func peakHeap(fn func()) float64 {
 // benchPipeline backs up the bench source to dest (files → tar → zstd →
 // dest, no encryption) b.N times and reports MB/s of backup stored, and
 // the peak heap and resident memory of the process.
-func benchPipeline(b *testing.B, dest *v1.Destination) {
-	src, err := benchSource()
-	if err != nil {
-		b.Fatal(err)
-	}
+func benchPipeline(b *testing.B, src string, dest *v1.Destination) {
 	p := &v1.BackupPolicy{
 		Metadata: v1.ObjectMeta{Name: "bench"},
 		Spec: v1.BackupPolicySpec{
@@ -132,8 +126,9 @@ func benchPipeline(b *testing.B, dest *v1.Destination) {
 // 16 MiB in flight.
 func BenchmarkPipelineS3(b *testing.B) {
 	env := testenv.Require(b, "S3 server", "AEGIS_TEST_S3_ENDPOINT", "AEGIS_TEST_S3_BUCKET", "AEGIS_TEST_S3_CREDENTIALS_FILE")
+	src := benchSource(b)
 	b.Run("local", func(b *testing.B) {
-		benchPipeline(b, &v1.Destination{Metadata: v1.ObjectMeta{Name: "disk"},
+		benchPipeline(b, src, &v1.Destination{Metadata: v1.ObjectMeta{Name: "disk"},
 			Spec: v1.DestinationSpec{Local: &v1.LocalDestination{Path: b.TempDir()}}})
 	})
 	for _, parts := range []int{1, 4, 8} {
@@ -144,7 +139,7 @@ func BenchmarkPipelineS3(b *testing.B) {
 				CredentialsFile: env["AEGIS_TEST_S3_CREDENTIALS_FILE"], Prefix: prefix,
 				PartSizeMiB: 16, ParallelUploads: parts,
 			}}}
-			benchPipeline(b, dest)
+			benchPipeline(b, src, dest)
 			// The gateway keeps what it stores on this disk: clean up.
 			if dir := os.Getenv("AEGIS_TEST_S3_DATA_DIR"); dir != "" {
 				os.RemoveAll(filepath.Join(dir, env["AEGIS_TEST_S3_BUCKET"], prefix))

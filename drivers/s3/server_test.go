@@ -60,9 +60,9 @@ func privateServer(t *testing.T) server {
 	t.Helper()
 	sharedServer(t) // skips (or fails under CI) like the others
 	dir := filepath.Join(t.TempDir(), "s3")
+	t.Cleanup(func() { serverScript(t, "stop", dir) })
 	s := serverFromEnv(serverScript(t, "start", dir))
 	s.dir = dir
-	t.Cleanup(func() { serverScript(t, "stop", dir) })
 	return s
 }
 

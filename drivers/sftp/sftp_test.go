@@ -59,8 +59,9 @@ func privateServer(t *testing.T) server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := server{env: serverScript(t, "start", dir), dir: dir}
+	// Stop (and unmount) even when the start fails half way.
 	t.Cleanup(func() { serverScript(t, "stop", dir) })
+	s := server{env: serverScript(t, "start", dir), dir: dir}
 	return s
 }
 

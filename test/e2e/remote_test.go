@@ -60,8 +60,9 @@ func privateRemote(t *testing.T, kind string) *remoteServer {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	r := &remoteServer{kind: kind, dir: dir}
-	r.env = r.script(t, "start")
+	// Stop (and unmount) even when the start fails half way.
 	t.Cleanup(func() { r.script(t, "stop") })
+	r.env = r.script(t, "start")
 	r.root = r.freshRoot(t)
 	return r
 }
