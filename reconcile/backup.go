@@ -245,9 +245,7 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 	published := 0
 	for _, t := range targets {
 		if t.err != nil {
-			for _, k := range t.keys {
-				_ = t.dest.Delete(context.WithoutCancel(ctx), k)
-			}
+			t.cleanupFailed(ctx, m.ManifestKey(), log)
 			continue
 		}
 		published++

@@ -63,10 +63,15 @@ func newCodec(p *v1.BackupPolicy) (*codec, error) {
 		if len(recips) == 0 {
 			return nil, fmt.Errorf("spec.encryption.age: no recipients")
 		}
-		for _, r := range recips {
+		for i, r := range recips {
 			rec, err := age.ParseX25519Recipient(r)
 			if err != nil {
-				return nil, fmt.Errorf("spec.encryption.age: recipient %q: %v", r, err)
+				// Never quote the text: it may be a secret key pasted
+				// into the wrong file.
+				if strings.HasPrefix(strings.ToUpper(r), "AGE-SECRET-KEY-") {
+					return nil, fmt.Errorf("spec.encryption.age: recipient %d is an age identity (a secret key), not a public key: give recipients only; keep the identity off this host", i+1)
+				}
+				return nil, fmt.Errorf("spec.encryption.age: recipient %d is not an age public key (age1...)", i+1)
 			}
 			c.recipients = append(c.recipients, rec)
 			c.keyIDs = append(c.keyIDs, AgeKeyID(r))
@@ -244,6 +249,9 @@ func (d *decoder) decode(m *v1.SnapshotManifest, r io.Reader) (io.ReadCloser, er
 		}
 		in = dr
 	case "openssl":
+		if err := checkIterations(m); err != nil {
+			return nil, err
+		}
 		pass, err := d.keys.openSSLKey(m.Encryption.KeyID)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", m.ID, err)
@@ -361,6 +369,17 @@ func (c *codec) seal(m *v1.SnapshotManifest) (sealed, body []byte, err error) {
 // beyond each object's SHA-256.
 func (d *decoder) authenticate(m *v1.SnapshotManifest, sealed func() ([]byte, error)) error {
 	switch m.Encryption.Algorithm {
+	case "none", "":
+		if d.keys == nil || d.keys.allowClear || d.keys.policyMode == "none" {
+			return nil
+		}
+		return fmt.Errorf("snapshot %s says it is not encrypted, so nothing proves who wrote it; its policy encrypts with %s: refusing it (it may have been replaced). Pass --allow-unencrypted if you know it is genuine",
+			m.ID, cmpOr(d.keys.policyMode, "a key"))
+	}
+	if err := checkIterations(m); err != nil {
+		return err
+	}
+	switch m.Encryption.Algorithm {
 	case "openssl":
 		pass, err := d.keys.openSSLKey(m.Encryption.KeyID)
 		if err != nil {
@@ -409,6 +428,26 @@ func (d *decoder) authenticate(m *v1.SnapshotManifest, sealed func() ([]byte, er
 		if !bytes.Equal(a, b) {
 			return fmt.Errorf("snapshot %s: the manifest differs from its sealed copy: it was edited, or objects were swapped", m.ID)
 		}
+	}
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// checkIterations bounds the PBKDF2 cost a manifest may ask for: the field
+// is not authenticated before it is used, and a forged one must not make
+// restore compute for hours.
+func checkIterations(m *v1.SnapshotManifest) error {
+	if m.Encryption.Algorithm != "openssl" {
+		return nil
+	}
+	if n := m.Encryption.Iterations; n < 1000 || n > 10_000_000 {
+		return fmt.Errorf("snapshot %s: implausible PBKDF2 iteration count %d in the manifest: it was edited", m.ID, n)
 	}
 	return nil
 }

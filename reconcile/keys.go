@@ -157,6 +157,20 @@ type KeyRing struct {
 	openssl    map[string][]byte
 	// looked lists where keys were searched, for error messages.
 	looked []string
+	// policyMode is the encryption mode of the policy whose snapshots are
+	// read; allowClear lets unencrypted snapshots of an encrypted policy
+	// through (see AcceptMode).
+	policyMode string
+	allowClear bool
+}
+
+// AcceptMode tells the key ring how the policy encrypts. A snapshot whose
+// manifest says it is unencrypted is then refused unless the policy is
+// unencrypted too or allowUnencrypted is set: otherwise anyone able to
+// write to the destination could swap in a plain snapshot, which has no
+// key to authenticate it.
+func (k *KeyRing) AcceptMode(policyMode string, allowUnencrypted bool) {
+	k.policyMode, k.allowClear = policyMode, allowUnencrypted
 }
 
 // LoadKeyRing reads the named identity and key files (each must be usable)

@@ -50,7 +50,12 @@ func readOpenSSLPassphrase(name string) ([]byte, error) {
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read key file %s: %w", name, err)
 	}
-	line = strings.TrimRight(line, "\r\n")
+	line = strings.TrimSuffix(line, "\n")
+	if strings.Contains(line, "\r") {
+		// openssl -pass file: keeps a \r: the passphrase would differ
+		// between Aegis and the documented manual recovery.
+		return nil, fmt.Errorf("key file %s has a Windows line ending (\\r\\n): convert it (dos2unix) so openssl reads the same passphrase", name)
+	}
 	if line == "" {
 		return nil, fmt.Errorf("key file %s is empty", name)
 	}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"path"
 	"strings"
 	"sync"
@@ -27,6 +29,9 @@ type target struct {
 	bytes int64
 	busy  time.Duration
 	keys  []string // data objects stored so far, removed again on failure
+	// commitFailed: the manifest's upload failed, maybe after the server
+	// stored it.
+	commitFailed bool
 }
 
 // snapshotWriter is the drivers.ObjectWriter a source writes into. Each
@@ -162,6 +167,9 @@ func (f fanout) Write(p []byte) (int, error) {
 			out.aw.Close() // drains: the Put has ended, nothing more is written
 			res := <-out.done
 			if res.err == nil {
+				// The destination stored the object although it stopped
+				// reading early: roll it back with the rest.
+				out.t.keys = append(out.t.keys, out.key)
 				res.err = err
 			}
 			out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
@@ -189,7 +197,9 @@ func (o *objectWriter) Close() error {
 		return nil
 	}
 	o.closed = true
-	if err := o.enc.Close(); err != nil {
+	err := o.enc.Close()
+	o.enc = nil
+	if err != nil {
 		o.abort(err)
 		return err
 	}
@@ -238,22 +248,30 @@ func (o *objectWriter) CloseWithError(err error) error {
 		err = errors.New("source abandoned the object")
 	}
 	o.abort(err)
-	if o.enc != nil {
-		// Release the encoders; the pipes are dead, nothing more is sent.
-		_ = o.enc.Close()
-	}
 	return nil
 }
 
 // abort stops every upload of the object with err; the destinations drop
 // their temporary files.
+//
+// The order matters: the codec may run a stage on its own goroutine that is
+// still writing into the fan-out. First every pipe is closed (safe from any
+// goroutine), so nothing can complete; then the codec is closed, which
+// joins its goroutines (their writes now fail fast); only then are the
+// outputs, no longer shared, collected.
 func (o *objectWriter) abort(err error) {
 	o.closed = true
+	for _, out := range o.outs {
+		out.pw.CloseWithError(err)
+	}
+	if o.enc != nil {
+		_ = o.enc.Close()
+		o.enc = nil
+	}
 	for _, out := range o.outs {
 		if out.dead {
 			continue
 		}
-		out.pw.CloseWithError(err)
 		out.aw.Close()
 		res := <-out.done
 		out.t.busy += res.took
@@ -264,6 +282,7 @@ func (o *objectWriter) abort(err error) {
 // commit writes the manifest to every target that stored all objects. The
 // manifest is the commit: before it exists the snapshot is not listed.
 func (s *snapshotWriter) commit(ctx context.Context) {
+	normalizeManifest(&s.manifest)
 	sealed, body, err := s.codec.seal(&s.manifest)
 	if err != nil {
 		for _, t := range s.live() {
@@ -277,7 +296,7 @@ func (s *snapshotWriter) commit(ctx context.Context) {
 		skey := path.Join(path.Dir(s.manifest.ManifestKey()), v1.SealedManifestName)
 		for _, t := range s.live() {
 			start := time.Now()
-			n, err := t.dest.Put(ctx, skey, bytes.NewReader(sealed))
+			n, err := putSmall(ctx, t.dest, skey, sealed)
 			t.busy += time.Since(start)
 			if err != nil {
 				t.err = fmt.Errorf("store %s: %w", skey, err)
@@ -290,14 +309,58 @@ func (s *snapshotWriter) commit(ctx context.Context) {
 	key := s.manifest.ManifestKey()
 	for _, t := range s.live() {
 		start := time.Now()
-		n, err := t.dest.Put(ctx, key, bytes.NewReader(body))
+		n, err := putSmall(ctx, t.dest, key, body)
 		t.busy += time.Since(start)
 		if err != nil {
+			// The error may have come after the server committed (a lost
+			// reply): the manifest may exist. cleanupFailed knows.
 			t.err = fmt.Errorf("store %s: %w", key, err)
+			t.commitFailed = true
 			continue
 		}
 		t.bytes += n
 	}
+}
+
+// putSmall stores an in-memory object, retrying a few times: unlike a
+// streamed object it can be sent again, and losing the commit of a long
+// upload to one transient error would be a waste.
+func putSmall(ctx context.Context, d drivers.Destination, key string, body []byte) (int64, error) {
+	var err error
+	for attempt, wait := 0, time.Second; attempt < 3; attempt, wait = attempt+1, wait*2 {
+		var n int64
+		if n, err = d.Put(ctx, key, bytes.NewReader(body)); err == nil {
+			return n, nil
+		}
+		if drivers.IsPermanent(err) || ctx.Err() != nil || attempt == 2 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(wait):
+		}
+	}
+	return 0, err
+}
+
+// cleanupFailed removes what a failed target stored of this snapshot. When
+// the failure was the commit itself, the manifest may have reached the
+// destination after all: it is removed first, and the data only once the
+// manifest is known to be gone, so no listed snapshot ever loses its data.
+func (t *target) cleanupFailed(ctx context.Context, manifestKey string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if t.commitFailed {
+		if err := t.dest.Delete(ctx, manifestKey); err != nil {
+			log.Warn("the manifest may have been stored although its upload failed; keeping the snapshot's data", "destination", t.name, "key", manifestKey, "err", err)
+			return
+		}
+	}
+	for _, k := range t.keys {
+		_ = t.dest.Delete(ctx, k)
+	}
+	t.keys = nil
 }
 
 // rollback removes the data objects of an abandoned snapshot, best effort:
@@ -312,5 +375,20 @@ func (s *snapshotWriter) rollback(ctx context.Context) {
 			_ = t.dest.Delete(ctx, k)
 		}
 		t.keys = nil
+	}
+}
+
+// normalizeManifest makes the manifest what a reader will decode: JSON
+// replaces invalid UTF-8 (a Latin-1 file name in a warning) with U+FFFD on
+// the way out, so the HMAC and the sealed copy must be computed over the
+// replaced text, or a reader would never match them.
+func normalizeManifest(m *v1.SnapshotManifest) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	var n v1.SnapshotManifest
+	if json.Unmarshal(raw, &n) == nil {
+		*m = n
 	}
 }

@@ -126,6 +126,15 @@ func (c *countingWriteCloser) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// CloseWithError passes an abandoned object on, so that it is dropped
+// rather than stored truncated.
+func (c *countingWriteCloser) CloseWithError(err error) error {
+	if cw, ok := c.WriteCloser.(interface{ CloseWithError(error) error }); ok {
+		return cw.CloseWithError(err)
+	}
+	return c.WriteCloser.Close()
+}
+
 // ProgressDestination counts the bytes a destination receives (Put) or
 // gives (Get) as item.
 func ProgressDestination(d drivers.Destination, p Progress, item string) drivers.Destination {

@@ -454,12 +454,13 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 
 // selectOpts are the flags that choose a snapshot.
 type selectOpts struct {
-	snapshot       string
-	source         string
-	from           string
-	host           string
-	identities     []string
-	passphraseFile string
+	snapshot         string
+	source           string
+	from             string
+	host             string
+	identities       []string
+	passphraseFile   string
+	allowUnencrypted bool
 }
 
 func (s *selectOpts) register(cmd *cobra.Command) {
@@ -469,6 +470,7 @@ func (s *selectOpts) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.host, "host", "", "snapshots of this host (default: this host if it has any, else the only host there is)")
 	cmd.Flags().StringArrayVar(&s.identities, "identity", nil, "age identity or openssl key file (repeatable); the keys directory is searched too")
 	cmd.Flags().StringVar(&s.passphraseFile, "passphrase-file", "", "passphrase of a passphrase-protected --identity (default: asked on the terminal)")
+	cmd.Flags().BoolVar(&s.allowUnencrypted, "allow-unencrypted", false, "accept snapshots without encryption although the policy encrypts (nothing proves who wrote them)")
 }
 
 // passphrase returns how to get the passphrase of a protected identity:
@@ -505,6 +507,13 @@ func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (
 		}
 	}
 	kr, err := reconcile.LoadKeyRing(files, g.keysDir, s.passphrase())
+	if err == nil {
+		mode := ""
+		if p := cfg.Policy(policy); p != nil && p.Spec.Encryption != nil {
+			mode = p.Spec.Encryption.Mode()
+		}
+		kr.AcceptMode(mode, s.allowUnencrypted)
+	}
 	if err != nil {
 		return nil, failed(err)
 	}

@@ -280,7 +280,14 @@ func TestRestoreRefusesEntriesOutsideTarget(t *testing.T) {
 	plantSnapshot(t, filepath.Join(e.root, "backups"), host, "p", "files", buf.Bytes())
 
 	target := filepath.Join(e.root, "restore")
+	// The policy encrypts; a plain snapshot could be a swap and is refused
+	// unless the user vouches for it.
 	r := e.run("restore", "p", "--target", target)
+	r.mustCode(t, 1)
+	if !strings.Contains(r.stderr, "says it is not encrypted, so nothing proves who wrote it; its policy encrypts with age") {
+		t.Errorf("unencrypted snapshot of an encrypted policy:\n%s", r.stderr)
+	}
+	r = e.run("restore", "p", "--target", target, "--allow-unencrypted")
 	r.mustCode(t, 1)
 	for _, name := range []string{`"../evil.txt"`, `"/tmp/aegis-abs-evil.txt"`, `"ok/link/through-link.txt"`} {
 		if !strings.Contains(r.stderr, name) {
