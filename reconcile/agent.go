@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -55,6 +56,9 @@ type Agent struct {
 	mu        sync.Mutex
 	running   map[string]bool
 	lastValid map[string]*v1.Object // by Kind/name: the last valid version seen
+	// busyElsewhere: policies another process held the lock of, until when
+	// the agent leaves them alone.
+	busyElsewhere map[string]time.Time
 	wg        sync.WaitGroup
 }
 
@@ -218,6 +222,13 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	for n, r := range a.running {
 		w.Running[n] = r
 	}
+	for n, until := range a.busyElsewhere {
+		if now.Before(until) {
+			w.Running[n] = true
+		} else {
+			delete(a.busyElsewhere, n)
+		}
+	}
 	a.mu.Unlock()
 	plan := Compute(w)
 
@@ -256,9 +267,22 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 			}
 			defer func() { <-a.sem }()
 			r, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
-			if err != nil {
+			if err != nil && r == nil {
 				a.log.Warn("backup not started", "policy", p.Metadata.Name, "err", err)
+				if errors.Is(err, errLocked) {
+					// Another process runs it: look again in a while
+					// rather than at once, over and over.
+					a.markBusy(p.Metadata.Name)
+				}
+				// A due backup that did not run is a failure of this pass.
+				resMu.Lock()
+				res.Results[p.Metadata.Name] = &v1.RunResult{StartTime: a.opts.Now(), Result: v1.ResultFailed, Duration: "0s",
+					Sources: []v1.SourceResult{{Name: "*", Result: v1.ResultFailed, Error: "not started: " + err.Error()}}}
+				resMu.Unlock()
 				return
+			}
+			if err != nil {
+				a.log.Error("backup ran but its result could not be recorded", "policy", p.Metadata.Name, "err", err)
 			}
 			if alsoRetain && r.Result != v1.ResultSucceeded {
 				a.runRetention(ctx, p, dests)
@@ -381,6 +405,19 @@ func (a *Agent) seed(ctx context.Context, pols map[string]*v1.BackupPolicy, dest
 	return true
 }
 
+// busyRetry is how long the agent leaves a policy alone that another
+// process (an `aegis-agent run` by hand) is running.
+const busyRetry = 30 * time.Second
+
+func (a *Agent) markBusy(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.busyElsewhere == nil {
+		a.busyElsewhere = map[string]time.Time{}
+	}
+	a.busyElsewhere[name] = a.opts.Now().Add(busyRetry)
+}
+
 func (a *Agent) startRun(name string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -414,7 +451,9 @@ func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.
 
 	now := a.opts.Now()
 	if err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
-		r.Policy.LastAttemptTime = now
+		if req.Source == "" {
+			r.Policy.LastAttemptTime = now
+		}
 		if !req.ScheduledTime.IsZero() {
 			r.Policy.LastScheduleTime = req.ScheduledTime
 		}
@@ -433,7 +472,8 @@ func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.
 	err = a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {
 		r.LastRun = res
 		r.Policy.LastResult = res.Result
-		if res.Result == v1.ResultSucceeded {
+		// A run of one source says nothing about the others.
+		if res.Result == v1.ResultSucceeded && req.Source == "" {
 			r.Policy.LastSuccessfulTime = res.StartTime
 		}
 	})
@@ -511,6 +551,9 @@ func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*
 		return nil, cfg, err
 	}
 	a.auditConfig(cfg)
+	if source != "" && !slices.ContainsFunc(p.Spec.Sources, func(s v1.Source) bool { return s.Name == source }) {
+		return nil, cfg, fmt.Errorf("source %q not found in policy %s", source, policy)
+	}
 	res, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
 	if err != nil {
 		return nil, cfg, err
@@ -665,6 +708,11 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		if next > time.Hour {
 			next = time.Hour
 		}
+		a.mu.Lock()
+		if len(a.busyElsewhere) > 0 && next > busyRetry {
+			next = busyRetry // look again at policies another process was running
+		}
+		a.mu.Unlock()
 		wake.Reset(next)
 	}
 }

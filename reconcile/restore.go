@@ -84,6 +84,9 @@ func readManifest(ctx context.Context, dest drivers.Destination, key string) (*v
 	if err != nil {
 		return nil, err
 	}
+	if !v1.IsDNS1123Label(m.Policy) || !v1.IsDNS1123Label(m.Source) {
+		return nil, fmt.Errorf("manifest %s names policy %q, source %q: not valid names", key, m.Policy, m.Source)
+	}
 	if m.Host != h || m.Policy != p || m.Source != s || m.ID != id {
 		return nil, fmt.Errorf("manifest %s names snapshot %s/%s/%s/%s: it was moved or edited", key, m.Host, m.Policy, m.Source, m.ID)
 	}
@@ -119,7 +122,21 @@ func SelectSnapshot(snaps []Snapshot, id, host, source string) ([]Snapshot, erro
 		return nil, fmt.Errorf("snapshots of several hosts match (%s): choose one with --host", strings.Join(hs, ", "))
 	}
 	if id == "" || id == "latest" {
-		id = cands[len(cands)-1].Manifest.ID
+		// The newest snapshot of each source: a run of one source (run
+		// --source) or a failed source must not hide the others.
+		newest := map[string]string{}
+		for _, s := range cands {
+			if s.Manifest.ID > newest[s.Manifest.Source] {
+				newest[s.Manifest.Source] = s.Manifest.ID
+			}
+		}
+		var out []Snapshot
+		for _, s := range cands {
+			if newest[s.Manifest.Source] == s.Manifest.ID {
+				out = append(out, s)
+			}
+		}
+		return out, nil
 	}
 	ids := map[string]bool{}
 	for _, s := range cands {
@@ -171,7 +188,15 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 	dir := filepath.Join(opts.Target, m.Source)
 	marker := filepath.Join(dir, incompleteMarker)
 	if opts.Unpack == nil {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := os.MkdirAll(opts.Target, 0o700); err != nil {
+			return total, err
+		}
+		// TARGET/SOURCE must be a real directory: a symlink there would
+		// carry the restore elsewhere.
+		if fi, err := os.Lstat(dir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return total, fmt.Errorf("%s is a symbolic link: refusing to restore through it", dir)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 			return total, err
 		}
 		note := fmt.Sprintf("restore of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this directory\n", m.ID, m.Policy, m.Source, m.Host)

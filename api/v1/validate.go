@@ -108,6 +108,9 @@ func newTagValidator() *validator.Validate {
 
 var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// IsDNS1123Label reports whether s is a valid object or source name.
+func IsDNS1123Label(s string) bool { return isDNS1123Label(s) }
+
 func isDNS1123Label(s string) bool {
 	return len(s) <= 63 && dns1123Label.MatchString(s)
 }
