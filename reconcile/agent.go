@@ -169,11 +169,31 @@ func (a *Agent) desired(cfg *Config) (pols map[string]*v1.BackupPolicy, dests ma
 			}
 		}
 	}
-	// A removed object stops being scheduled; its backups are left alone.
-	for key := range a.lastValid {
-		if !seen[key] {
-			delete(a.lastValid, key)
+	// A file that no longer parses at all (a YAML syntax error) yields no
+	// object: its objects keep their last valid version, as an invalid edit
+	// of one object does, rather than silently stop.
+	broken := map[string]bool{}
+	for _, e := range cfg.Errors {
+		if e.Name == "" {
+			broken[e.File] = true
 		}
+	}
+	// A removed object stops being scheduled; its backups are left alone.
+	for key, lv := range a.lastValid {
+		if seen[key] {
+			continue
+		}
+		if broken[lv.File] {
+			stale[key] = true
+			cfg.Objects = append(cfg.Objects, lv) // so its status says why
+			if lv.Policy != nil {
+				pols[lv.Name] = lv.Policy
+			} else if lv.Destination != nil {
+				dests[lv.Name] = lv.Destination
+			}
+			continue
+		}
+		delete(a.lastValid, key)
 	}
 	return pols, dests, stale
 }

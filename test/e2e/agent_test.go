@@ -70,6 +70,20 @@ func TestAgentWatchesConfigDirectory(t *testing.T) {
 		t.Errorf("the last valid version is no longer scheduled: %+v", st)
 	}
 
+	// A file that no longer parses at all keeps its objects' last valid
+	// version too, and says why.
+	e.write("p.yaml", destination("disk", "@ROOT@/backups")+"---\n"+smallPolicy("p", "disk")+"  broken: [\n")
+	waitFor(t, "the syntax error in the status", 30*time.Second, func() bool {
+		for _, it := range e.status("p.yaml").Items {
+			if it.Kind == v1.KindBackupPolicy {
+				c := v1.FindCondition(it.Status.Conditions, v1.ConditionValid)
+				return c != nil && c.Status == v1.ConditionFalse && strings.Contains(c.Message, "yaml:") &&
+					strings.Contains(c.Message, "the last valid version keeps running") && it.Status.NextScheduleTime != nil
+			}
+		}
+		return false
+	})
+
 	// A removed manifest stops being scheduled; its backups stay.
 	os.Remove(filepath.Join(e.config, "p.yaml"))
 	waitFor(t, "the status sidecar of a removed manifest to go", 30*time.Second, func() bool {
