@@ -66,13 +66,17 @@ func readOpenSSLPassphrase(name string) ([]byte, error) {
 // neither group nor others can read.
 func ReadPassphraseFile(name string) ([]byte, error) { return readOpenSSLPassphrase(name) }
 
-// OpenSSLKeyID names an openssl passphrase without revealing it: a
-// truncated SHA-256 of a domain-separated copy.
+// OpenSSLKeyID names an openssl passphrase without revealing it. The ID is
+// stored in plain manifests, so it is derived through PBKDF2 (100,000
+// iterations, a fixed salt): testing a guessed passphrase against the ID
+// costs about what testing it against the data does, even for a passphrase
+// a person chose.
 func OpenSSLKeyID(pass []byte) string {
-	h := sha256.New()
-	h.Write([]byte("aegis openssl key id\x00"))
-	h.Write(pass)
-	return "ossl-" + hex.EncodeToString(h.Sum(nil))[:12]
+	dk, err := pbkdf2.Key(sha256.New, string(pass), []byte("aegis openssl key id"), 100000, 32)
+	if err != nil {
+		return "ossl-invalid"
+	}
+	return "ossl-" + hex.EncodeToString(dk)[:12]
 }
 
 func opensslKeyIV(pass, salt []byte, iter int) (key, iv []byte, err error) {
