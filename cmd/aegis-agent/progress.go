@@ -89,6 +89,9 @@ func (p *termProgress) newBar(name string, total int64) *progressbar.ProgressBar
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSpinnerType(14),
+		// No ticker goroutine of the bar's own: it would render while
+		// draw reads the bar (a data race); draw redraws often enough.
+		progressbar.OptionSetSpinnerChangeInterval(0),
 		progressbar.OptionSetRenderBlankState(true),
 	)
 }
