@@ -33,9 +33,24 @@ type Snapshot struct {
 // ListSnapshots reads every snapshot manifest on dest, optionally only
 // those of one policy. It fails rather than return a partial list.
 func ListSnapshots(ctx context.Context, dest drivers.Destination, destName, policy string) ([]Snapshot, error) {
+	snaps, bad, err := ListSnapshotsLenient(ctx, dest, destName, policy)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, bad[0]
+	}
+	return snaps, nil
+}
+
+// ListSnapshotsLenient is ListSnapshots for reading: a manifest that cannot
+// be read is reported in bad instead of failing the whole listing, so one
+// damaged snapshot does not keep the others from being restored. Only a
+// failed listing is an error.
+func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destName, policy string) (snaps []Snapshot, bad []error, err error) {
 	objs, err := dest.List(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("list destination %s: %w", destName, err)
+		return nil, nil, fmt.Errorf("list destination %s: %w", destName, err)
 	}
 	var out []Snapshot
 	for _, o := range objs {
@@ -48,7 +63,8 @@ func ListSnapshots(ctx context.Context, dest drivers.Destination, destName, poli
 		}
 		m, err := readManifest(ctx, dest, o.Key)
 		if err != nil {
-			return nil, fmt.Errorf("destination %s: %w", destName, err)
+			bad = append(bad, fmt.Errorf("destination %s: %w", destName, err))
+			continue
 		}
 		s := Snapshot{Destination: destName, Manifest: m}
 		for _, ob := range m.Objects {
@@ -63,7 +79,7 @@ func ListSnapshots(ctx context.Context, dest drivers.Destination, destName, poli
 		}
 		return a.Source < b.Source
 	})
-	return out, nil
+	return out, bad, nil
 }
 
 func readManifest(ctx context.Context, dest drivers.Destination, key string) (*v1.SnapshotManifest, error) {

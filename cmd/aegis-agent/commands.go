@@ -415,12 +415,15 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
-				snaps, err := reconcile.ListSnapshots(cmd.Context(), d, n, policy)
+				snaps, bad, err := reconcile.ListSnapshotsLenient(cmd.Context(), d, n, policy)
 				d.Close()
 				if err != nil {
 					errs = append(errs, err)
 					continue
 				}
+				// An unreadable manifest is shown, and fails the command,
+				// without hiding the snapshots that can be read.
+				errs = append(errs, bad...)
 				all = append(all, snaps...)
 			}
 			if asJSON {
@@ -535,11 +538,14 @@ func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy str
 			lastErr = err
 			continue
 		}
-		snaps, err := reconcile.ListSnapshots(ctx, d, n, policy)
+		snaps, bad, err := reconcile.ListSnapshotsLenient(ctx, d, n, policy)
 		if err != nil {
 			d.Close()
 			lastErr = failed(err)
 			continue
+		}
+		for _, b := range bad {
+			fmt.Fprintln(os.Stderr, "aegis-agent: warning: skipped a snapshot:", b)
 		}
 		h := host
 		if h == "" {
