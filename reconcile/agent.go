@@ -59,7 +59,7 @@ type Agent struct {
 	// busyElsewhere: policies another process held the lock of, until when
 	// the agent leaves them alone.
 	busyElsewhere map[string]time.Time
-	wg        sync.WaitGroup
+	wg            sync.WaitGroup
 }
 
 // New returns an agent; it touches nothing until used.
