@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
@@ -144,6 +145,9 @@ type objectWriter struct {
 	sum    hash.Hash
 	outs   []*pipeOut
 	closed bool
+	// aborting is set before abort closes the pipes, so that the codec's
+	// goroutine, still writing, does not blame the destinations.
+	aborting atomic.Bool
 }
 
 func (o *objectWriter) sink() io.Writer { return fanout{o} }
@@ -166,6 +170,12 @@ func (f fanout) Write(p []byte) (int, error) {
 			out.dead = true
 			out.aw.Close() // drains: the Put has ended, nothing more is written
 			res := <-out.done
+			out.t.busy += res.took
+			if o.aborting.Load() {
+				// The source gave up and closed the pipes: not the
+				// destination's failure.
+				continue
+			}
 			if res.err == nil {
 				// The destination stored the object although it stopped
 				// reading early: roll it back with the rest.
@@ -173,7 +183,6 @@ func (f fanout) Write(p []byte) (int, error) {
 				res.err = err
 			}
 			out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
-			out.t.busy += res.took
 			continue
 		}
 		alive++
@@ -261,6 +270,7 @@ func (o *objectWriter) CloseWithError(err error) error {
 // outputs, no longer shared, collected.
 func (o *objectWriter) abort(err error) {
 	o.closed = true
+	o.aborting.Store(true)
 	for _, out := range o.outs {
 		out.pw.CloseWithError(err)
 	}
