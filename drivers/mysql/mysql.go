@@ -433,3 +433,20 @@ func dumpObject(ctx context.Context, out drivers.ObjectWriter, name string, cmd 
 var identPattern = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
 var _ drivers.Source = (*Source)(nil)
+
+// Check proves the server accepts the login: it connects as a backup would
+// and reads the server's version and schemas. The guided setup calls it
+// while the user answers.
+func (s *Source) Check(ctx context.Context) error {
+	client, _, err := tools()
+	if err != nil {
+		return err
+	}
+	c, err := newConn(s.spec.Host, s.spec.Port, s.spec.Socket, s.spec.User, s.spec.PasswordFile)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	_, err = c.inspect(ctx, client)
+	return err
+}

@@ -364,3 +364,23 @@ func usableAsDBName(name string) bool {
 }
 
 var _ drivers.Source = (*Source)(nil)
+
+// Check proves the server accepts the login: it connects as a backup would
+// and reads the server's version and databases. The guided setup calls it
+// while the user answers.
+func (s *Source) Check(ctx context.Context) error {
+	c, err := newConn(s.spec.Host, s.spec.Port, s.spec.User, s.spec.PasswordFile)
+	if err != nil {
+		return err
+	}
+	psql, err := dumptool.Find("psql")
+	if err != nil {
+		return drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, e.g. Debian's postgresql-client)", err))
+	}
+	candidates := []string{"postgres", "template1"}
+	if len(s.spec.Databases) > 0 {
+		candidates = []string{s.spec.Databases[0]}
+	}
+	_, err = c.inspect(ctx, psql, candidates)
+	return err
+}
