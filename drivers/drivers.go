@@ -9,9 +9,26 @@ package drivers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"path"
+	"strings"
 	"time"
 )
+
+// TempPrefix starts the name of an object being uploaded, on destinations
+// that write to a temporary name and rename. No key may name such a file.
+const TempPrefix = ".aegis-tmp-"
+
+// CheckKey enforces the key rules of the Destination contract: a clean,
+// relative, slash-separated path with no element naming a temporary file.
+// Its error is permanent.
+func CheckKey(key string) error {
+	if key == "" || path.Clean("/"+key) != "/"+key || strings.Contains("/"+key, "/"+TempPrefix) {
+		return Permanent(fmt.Errorf("invalid key %q", key))
+	}
+	return nil
+}
 
 // ErrNotFound is returned (wrapped) by a Destination for a missing key.
 var ErrNotFound = errors.New("not found")

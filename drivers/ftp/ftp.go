@@ -44,9 +44,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers/retry"
 )
 
-// tmpPrefix marks files being written; List never returns them and keys
-// may not name them.
-const tmpPrefix = ".aegis-tmp-"
+// tmpPrefix starts the names of uploads in progress.
+const tmpPrefix = drivers.TempPrefix
 
 // Options tune a Store; the zero value is the production setting.
 type Options struct {
@@ -480,14 +479,13 @@ func (s *Store) classify(err error) error {
 	return err
 }
 
-// checkKey enforces the key rules of the drivers contract: a clean,
-// relative, slash-separated path whose elements are not temporary names
-// (and nothing that could break an FTP command).
+// checkKey enforces the key rules of the drivers contract, and refuses
+// line breaks, which could end an FTP command.
 func checkKey(key string) error {
-	if key == "" || path.Clean("/"+key) != "/"+key || strings.Contains("/"+key, "/"+tmpPrefix) || strings.ContainsAny(key, "\r\n") {
+	if strings.ContainsAny(key, "\r\n") {
 		return drivers.Permanent(fmt.Errorf("invalid key %q", key))
 	}
-	return nil
+	return drivers.CheckKey(key)
 }
 
 // path returns the absolute remote path of key; the root is known after

@@ -18,8 +18,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers"
 )
 
-// tmpPrefix marks files being written; List never returns them.
-const tmpPrefix = ".aegis-tmp-"
+// tmpPrefix starts the names of uploads in progress.
+const tmpPrefix = drivers.TempPrefix
 
 // Store keeps objects as files below a root directory. Keys map to paths
 // relative to the root.
@@ -33,12 +33,10 @@ func New(dir string) *Store {
 }
 
 func (s *Store) path(key string) (string, error) {
-	clean := path.Clean("/" + key)
-	// A key naming a temporary file would be stored but never listed.
-	if clean == "/" || clean != "/"+key || strings.Contains(clean, "/"+tmpPrefix) {
-		return "", fmt.Errorf("invalid key %q", key)
+	if err := drivers.CheckKey(key); err != nil {
+		return "", err
 	}
-	return filepath.Join(s.root, filepath.FromSlash(clean)), nil
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
 }
 
 // notFound reports whether err means there is no file at a path: also when

@@ -39,9 +39,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers/retry"
 )
 
-// tmpPrefix marks the object Check writes and removes; List never returns
-// such keys and Put refuses them.
-const tmpPrefix = ".aegis-tmp-"
+// tmpPrefix starts the names of uploads in progress.
+const tmpPrefix = drivers.TempPrefix
 
 // Defaults for the upload and its limits.
 const (
@@ -221,15 +220,6 @@ func (s *Store) where(name string) string {
 	return "s3://" + s.bucket + "/" + name
 }
 
-// checkKey enforces the key rules of the drivers contract: a clean,
-// relative, slash-separated path whose elements are not temporary names.
-func checkKey(key string) error {
-	if key == "" || path.Clean("/"+key) != "/"+key || strings.Contains("/"+key, "/"+tmpPrefix) {
-		return drivers.Permanent(fmt.Errorf("invalid key %q", key))
-	}
-	return nil
-}
-
 // listable reports whether prefix can match a valid key: every element
 // before its last slash must be a valid name.
 func listable(prefix string) bool {
@@ -242,7 +232,7 @@ func listable(prefix string) bool {
 }
 
 func (s *Store) objectName(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := drivers.CheckKey(key); err != nil {
 		return "", err
 	}
 	return s.prefix + key, nil
@@ -294,7 +284,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]drivers.ObjectInfo, 
 			return nil, fmt.Errorf("list %s: %w", s.where(s.prefix+prefix), s.classify(oi.Err, ""))
 		}
 		key, ok := strings.CutPrefix(oi.Key, s.prefix)
-		if !ok || checkKey(key) != nil {
+		if !ok || drivers.CheckKey(key) != nil {
 			continue
 		}
 		out = append(out, drivers.ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified})

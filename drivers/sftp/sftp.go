@@ -45,9 +45,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers/retry"
 )
 
-// tmpPrefix marks files being written; List never returns them and keys
-// may not name them.
-const tmpPrefix = ".aegis-tmp-"
+// tmpPrefix starts the names of uploads in progress.
+const tmpPrefix = drivers.TempPrefix
 
 // Options tune a Store; the zero value is the production setting.
 type Options struct {
@@ -458,17 +457,8 @@ func isConnError(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
 }
 
-// checkKey enforces the key rules of the drivers contract: a clean,
-// relative, slash-separated path whose elements are not temporary names.
-func checkKey(key string) error {
-	if key == "" || path.Clean("/"+key) != "/"+key || strings.Contains("/"+key, "/"+tmpPrefix) {
-		return drivers.Permanent(fmt.Errorf("invalid key %q", key))
-	}
-	return nil
-}
-
 func (s *Store) path(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := drivers.CheckKey(key); err != nil {
 		return "", err
 	}
 	return path.Join(s.root, key), nil
