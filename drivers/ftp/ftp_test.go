@@ -1,7 +1,6 @@
 package ftp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -58,21 +57,7 @@ func privateServer(t *testing.T) server {
 }
 
 func serverScript(t *testing.T, cmd, dir string) map[string]string {
-	t.Helper()
-	c := exec.Command("../../hack/server-ftp.sh", cmd, dir)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Run(); err != nil {
-		t.Fatalf("hack/server-ftp.sh %s: %v\n%s", cmd, err, errb.String())
-	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
-			env[k] = v
-		}
-	}
-	return env
+	return testenv.ServerScript(t, "ftp", cmd, dir)
 }
 
 // sessions returns the pids of the private server's session processes

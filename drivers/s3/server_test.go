@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,21 +65,7 @@ func privateServer(t *testing.T) server {
 }
 
 func serverScript(t *testing.T, cmd, dir string) map[string]string {
-	t.Helper()
-	c := exec.Command("../../hack/server-s3.sh", cmd, dir)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Run(); err != nil {
-		t.Fatalf("hack/server-s3.sh %s: %v\n%s", cmd, err, errb.String())
-	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
-			env[k] = strings.Trim(v, `"`)
-		}
-	}
-	return env
+	return testenv.ServerScript(t, "s3", cmd, dir)
 }
 
 // signal sends sig to the private server's plain-HTTP gateway.

@@ -1,7 +1,6 @@
 package sftp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -66,21 +65,7 @@ func privateServer(t *testing.T) server {
 }
 
 func serverScript(t *testing.T, cmd, dir string) map[string]string {
-	t.Helper()
-	c := exec.Command("../../hack/server-sftp.sh", cmd, dir)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Run(); err != nil {
-		t.Fatalf("hack/server-sftp.sh %s: %v\n%s", cmd, err, errb.String())
-	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
-			env[k] = v
-		}
-	}
-	return env
+	return testenv.ServerScript(t, "sftp", cmd, dir)
 }
 
 // signal sends sig to the private server's session processes, and to the

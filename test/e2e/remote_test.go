@@ -81,21 +81,7 @@ func (r *remoteServer) freshRoot(t *testing.T) string {
 
 // script runs hack/server-KIND.sh CMD DIR and returns what it exports.
 func (r *remoteServer) script(t *testing.T, cmd string) map[string]string {
-	t.Helper()
-	c := exec.Command("../../hack/server-"+r.kind+".sh", cmd, r.dir)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Run(); err != nil {
-		t.Fatalf("hack/server-%s.sh %s: %v\n%s", r.kind, cmd, err, errb.String())
-	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
-			env[k] = strings.Trim(v, `"`)
-		}
-	}
-	return env
+	return testenv.ServerScript(t, r.kind, cmd, r.dir)
 }
 
 // destination is a Destination manifest for this server, below root.

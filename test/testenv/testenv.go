@@ -5,7 +5,13 @@
 package testenv
 
 import (
+	"bufio"
+	"bytes"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -30,4 +36,27 @@ func Require(t testing.TB, what string, vars ...string) map[string]string {
 		out[v] = val
 	}
 	return out
+}
+
+// ServerScript runs hack/server-KIND.sh CMD DIR (the scripts hack/test-env.sh
+// runs), for tests that start, stop or kill servers of their own, and
+// returns the variables the script exports.
+func ServerScript(t testing.TB, kind, cmd, dir string) map[string]string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(self), "..", "..", "hack", "server-"+kind+".sh")
+	c := exec.Command(script, cmd, dir)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		t.Fatalf("hack/server-%s.sh %s: %v\n%s", kind, cmd, err, errb.String())
+	}
+	env := map[string]string{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "="); ok {
+			env[k] = strings.Trim(v, `"`)
+		}
+	}
+	return env
 }
