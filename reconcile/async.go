@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"errors"
 	"io"
 	"sync"
 )
@@ -81,8 +80,6 @@ func (a *asyncWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
-
-var errAsyncClosed = errors.New("write after close")
 
 // Close queues what is left, waits until the goroutine has written
 // everything, and returns the first write error. It does not close w.

@@ -5,12 +5,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -73,8 +71,6 @@ func AgeKeyID(recipient string) string {
 	sum := sha256.Sum256([]byte(recipient))
 	return "age-" + hex.EncodeToString(sum[:])[:12]
 }
-
-var opensslKeyLine = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 // ReadKeyFile reads an age identity file or an openssl key file and
 // describes it. A key file readable by group or others is refused.
@@ -251,5 +247,3 @@ func (k *KeyRing) where() string {
 	}
 	return strings.Join(k.looked, ", ")
 }
-
-var errNoIdentity = errors.New("no age identity")

@@ -121,7 +121,7 @@ func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
 	case "json":
 		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	case "text":
-		h = tint.NewHandler(stderr, &tint.Options{
+		h = tint.NewTextHandler(stderr, &tint.Options{
 			Level:      level,
 			TimeFormat: time.DateTime,
 			NoColor:    !term.IsTerminal(int(os.Stderr.Fd())),

@@ -17,10 +17,6 @@ import (
 	"github.com/aegis-backup/aegis/reconcile"
 )
 
-func notYet(what string) error {
-	return invalid(fmt.Errorf("%s is not supported yet by this build of aegis-agent", what))
-}
-
 func newPruneCommand(g *globals) *cobra.Command {
 	var req reconcile.PruneRequest
 	var asJSON bool

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
+	cerrdefs "github.com/containerd/errdefs"
 	"io"
 	"log/slog"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/client"
 
 	"github.com/aegis-backup/aegis/drivers/files"
 )
@@ -32,7 +32,7 @@ func PrepareVolume(ctx context.Context, name, from string, overwrite bool) (moun
 	defer cli.Close()
 	v, err := cli.VolumeInspect(ctx, name)
 	switch {
-	case client.IsErrNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		v, err = cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: map[string]string{"io.aegis.restored-from": from}})
 		if err != nil {
 			return "", false, fmt.Errorf("create volume %s: %w", name, err)

@@ -469,7 +469,7 @@ func testConcurrentPutDelete(t *testing.T, d drivers.Destination) {
 		<-start
 		for range rounds {
 			if _, err := d.List(ctx, "p/"); err != nil {
-				fail(fmt.Errorf("List: %w", err))
+				fail(fmt.Errorf("list: %w", err))
 				return
 			}
 		}

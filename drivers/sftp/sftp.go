@@ -137,7 +137,6 @@ func New(spec v1.SFTPDestination, opts Options) (*Store, error) {
 	opts.Retry.Logger = cmp.Or(opts.Retry.Logger, log)
 
 	var auth []ssh.AuthMethod
-	var methods []string
 	if spec.PrivateKeyFile != "" {
 		key, err := readSecret(spec.PrivateKeyFile, "private key")
 		if err != nil {
@@ -152,7 +151,6 @@ func New(spec v1.SFTPDestination, opts Options) (*Store, error) {
 			return nil, drivers.Permanent(fmt.Errorf("private key %s: %v", spec.PrivateKeyFile, err))
 		}
 		auth = append(auth, ssh.PublicKeys(signer))
-		methods = append(methods, "publickey")
 	}
 	if spec.PasswordFile != "" {
 		pw, err := readSecret(spec.PasswordFile, "password")
@@ -170,7 +168,6 @@ func New(spec v1.SFTPDestination, opts Options) (*Store, error) {
 				}
 				return answers, nil
 			}))
-		methods = append(methods, "password")
 	}
 	if len(auth) == 0 {
 		return nil, drivers.Permanent(errors.New("set privateKeyFile or passwordFile"))

@@ -31,7 +31,6 @@ type screen struct {
 	mu   sync.Mutex
 	raw  bytes.Buffer
 	mark int // expect searches the screen text after this offset
-	err  error
 }
 
 const (
