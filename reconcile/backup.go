@@ -234,7 +234,7 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 		err = ctx.Err()
 	}
 	if err != nil {
-		sw.rollback(ctx)
+		sw.rollback(ctx, log)
 		return finish(fmt.Errorf("back up source %s: %w", src.Name, err)), targets
 	}
 	m := &sw.manifest

@@ -367,24 +367,26 @@ func (t *target) cleanupFailed(ctx context.Context, manifestKey string, log *slo
 			return
 		}
 	}
+	t.removeKeys(ctx, log)
+}
+
+// removeKeys deletes the data objects t stored, best effort: without a
+// manifest they are invisible anyway, and retention removes what is left.
+func (t *target) removeKeys(ctx context.Context, log *slog.Logger) {
 	for _, k := range t.keys {
-		_ = t.dest.Delete(ctx, k)
+		if err := t.dest.Delete(ctx, k); err != nil {
+			log.Warn("cannot remove an object of an abandoned snapshot; retention will", "destination", t.name, "key", k, "err", err)
+		}
 	}
 	t.keys = nil
 }
 
-// rollback removes the data objects of an abandoned snapshot, best effort:
-// without a manifest they are invisible anyway, and retention removes what
-// is left here.
-func (s *snapshotWriter) rollback(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+// rollback removes the data objects of an abandoned snapshot.
+func (s *snapshotWriter) rollback(ctx context.Context, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	for _, t := range s.targets {
-		for _, k := range t.keys {
-			_ = t.dest.Delete(ctx, k)
-		}
-		t.keys = nil
+		t.removeKeys(ctx, log)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,7 +57,7 @@ func TestAbandonedObjectIsDropped(t *testing.T) {
 				if err := cw.CloseWithError(errors.New("dump tool failed")); err != nil {
 					t.Fatal(err)
 				}
-				sw.rollback(context.Background())
+				sw.rollback(context.Background(), slog.New(slog.DiscardHandler))
 				for _, tg := range targets {
 					if tg.err != nil {
 						t.Errorf("destination %s blamed for the source's failure: %v", tg.name, tg.err)
