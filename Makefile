@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin/aegis-agent
 PREFIX    ?= /usr/local
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/aegis-backup/aegis/reconcile.Version=$(VERSION)
+LDFLAGS   := -s -w -X github.com/aegis-backup/aegis/reconcile/observe.Version=$(VERSION)
 
 .PHONY: all build test unit e2e lint bench demo install deps clean man completion monitoring
 

@@ -17,6 +17,8 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // Options configure an Agent.
@@ -49,7 +51,7 @@ type Agent struct {
 	opts   Options
 	log    *slog.Logger
 	store  *Store
-	runner *Runner
+	runner *snapshot.Runner
 	sem    chan struct{}
 	obs    *observer
 
@@ -94,7 +96,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
-		runner:    &Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency},
+		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
 		obs:       newObserver(opts),
 		running:   map[string]bool{},
@@ -286,7 +288,7 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 				return
 			}
 			defer func() { <-a.sem }()
-			r, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
+			r, err := a.execute(ctx, snapshot.BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
 			if err != nil && r == nil {
 				a.log.Warn("backup not started", "policy", p.Metadata.Name, "err", err)
 				if errors.Is(err, errLocked) {
@@ -461,7 +463,7 @@ func (a *Agent) endRun(name string, ended chan<- struct{}) {
 }
 
 // execute runs one backup under the policy's lock and records its result.
-func (a *Agent) execute(ctx context.Context, req BackupRequest, wait bool) (*v1.RunResult, error) {
+func (a *Agent) execute(ctx context.Context, req snapshot.BackupRequest, wait bool) (*v1.RunResult, error) {
 	name := req.Policy.Metadata.Name
 	lock, err := lockPolicy(ctx, a.opts.StateDir, name, wait)
 	if err != nil {
@@ -534,7 +536,7 @@ func (a *Agent) runLogger(policy string, t time.Time) (*slog.Logger, string, fun
 		return a.log, "", func() {}
 	}
 	name := filepath.Join(a.opts.LogDir, fmt.Sprintf("backup-%s-%s.log", policy, t.UTC().Format("20060102T150405Z")))
-	f, err := CreateRunLog(a.opts.LogDir, filepath.Base(name))
+	f, err := observe.CreateRunLog(a.opts.LogDir, filepath.Base(name))
 	if err != nil {
 		a.log.Warn("cannot open run log", "file", name, "err", err)
 		return a.log, "", func() {}
@@ -574,7 +576,7 @@ func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*
 	if source != "" && !slices.ContainsFunc(p.Spec.Sources, func(s v1.Source) bool { return s.Name == source }) {
 		return nil, cfg, fmt.Errorf("source %q not found in policy %s", source, policy)
 	}
-	res, err := a.execute(ctx, BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
+	res, err := a.execute(ctx, snapshot.BackupRequest{Policy: p, Destinations: dests, Source: source}, wait)
 	if err != nil {
 		return nil, cfg, err
 	}

@@ -19,6 +19,9 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/retention"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // ObserveOptions configure what an agent reports besides the statuses:
@@ -29,22 +32,22 @@ type ObserveOptions struct {
 	Actor   string
 	Command string
 	// LogLimits bound the log directory.
-	LogLimits LogLimits
+	LogLimits observe.LogLimits
 	// MetricsTextfile, when set, receives the aegis_* metrics after every
 	// reconcile pass (node_exporter's textfile collector reads it).
 	MetricsTextfile string
 	// Progress, when set, hears the progress of every backup this process
 	// runs (a terminal's progress bars for `run`).
-	Progress Progress
+	Progress observe.Progress
 	// HTTPClient sends notifications (nil: a client with a 10s timeout).
 	HTTPClient *http.Client
 }
 
 // observer holds an agent's metrics, audit log and notifier.
 type observer struct {
-	metrics  *Metrics
-	audit    *AuditLog
-	notifier *Notifier
+	metrics  *observe.Metrics
+	audit    *observe.AuditLog
+	notifier *observe.Notifier
 
 	mu      sync.Mutex
 	invAt   map[string]time.Time // policy → last inventory of its destinations
@@ -55,14 +58,14 @@ type observer struct {
 }
 
 func newObserver(opts Options) *observer {
-	m := NewMetrics(opts.Host, Version, opts.Now)
+	m := observe.NewMetrics(opts.Host, observe.Version, opts.Now)
 	o := &observer{metrics: m, invAt: map[string]time.Time{}}
-	o.notifier = NewNotifier(opts.Logger, m)
+	o.notifier = observe.NewNotifier(opts.Logger, m)
 	if opts.Observe.HTTPClient != nil {
 		o.notifier.Client = opts.Observe.HTTPClient
 	}
 	if opts.LogDir != "" {
-		al, err := OpenAudit(opts.LogDir, opts.Observe.LogLimits, opts.Host, opts.Observe.Actor, opts.Now)
+		al, err := observe.OpenAudit(opts.LogDir, opts.Observe.LogLimits, opts.Host, opts.Observe.Actor, opts.Now)
 		if err != nil {
 			opts.Logger.Error("cannot open the audit log: actions are not audited", "dir", opts.LogDir, "err", err)
 			m.AuditWriteFailed()
@@ -74,7 +77,7 @@ func newObserver(opts Options) *observer {
 }
 
 // Metrics returns the agent's metrics registry.
-func (a *Agent) Metrics() *Metrics { return a.obs.metrics }
+func (a *Agent) Metrics() *observe.Metrics { return a.obs.metrics }
 
 // Close waits for the notifications in flight and closes the audit log.
 // Call it once the agent is done (after Run or Once returns).
@@ -85,7 +88,7 @@ func (a *Agent) Close() error {
 
 // recordAudit writes an audit line; a failure is logged and counted, and
 // never stops the action (the audit log is a record, not a gate).
-func (a *Agent) recordAudit(ev AuditEvent) {
+func (a *Agent) recordAudit(ev observe.AuditEvent) {
 	if a.obs.audit == nil {
 		return
 	}
@@ -102,38 +105,38 @@ func (a *Agent) recordAudit(ev AuditEvent) {
 // start ping, the running gauge, and progress (a log line every
 // ProgressLogInterval, plus the terminal's bars when the process has
 // them). The returned func ends the progress reports.
-func (a *Agent) runStarted(ctx context.Context, log *slog.Logger, req *BackupRequest) (stop func()) {
+func (a *Agent) runStarted(ctx context.Context, log *slog.Logger, req *snapshot.BackupRequest) (stop func()) {
 	p := req.Policy
 	name := p.Metadata.Name
 	actor := a.opts.Observe.Actor
 	if actor == "" {
-		actor = ActorAgent
+		actor = observe.ActorAgent
 	}
 	trigger := "schedule"
 	if req.ScheduledTime.IsZero() {
 		trigger = "by hand"
 	}
-	log.Info("run", "host", a.opts.Host, "agent", "aegis-agent "+Version, "actor", actor, "trigger", trigger,
+	log.Info("run", "host", a.opts.Host, "agent", "aegis-agent "+observe.Version, "actor", actor, "trigger", trigger,
 		"sources", len(p.Spec.Sources), "destinations", strings.Join(p.Spec.Destinations, ","))
 	a.obs.metrics.RunStarted(name)
 	if n := p.Spec.Notify; n != nil && n.Ping != "" {
-		a.obs.notifier.Ping(ctx, name, n.Ping, PingStart, "")
+		a.obs.notifier.Ping(ctx, name, n.Ping, observe.PingStart, "")
 	}
 	var last *v1.RunResult
 	if recs, err := a.store.Records(); err == nil {
 		last = recs[v1.KindBackupPolicy+"/"+name].LastRun
 	}
-	pl := newProgressLog(log, a.opts.Now, ProgressLogInterval)
-	req.Progress = withEstimates(MultiProgress(pl, a.opts.Observe.Progress, req.Progress), last)
+	pl := observe.NewProgressLog(log, a.opts.Now, observe.ProgressLogInterval)
+	req.Progress = observe.WithEstimates(observe.MultiProgress(pl, a.opts.Observe.Progress, req.Progress), last)
 	done := make(chan struct{})
-	go pl.run(done)
+	go pl.Run(done)
 	return func() { close(done) }
 }
 
 // runEnded finishes the observation of a run: the summary in its log,
 // metrics, the policy's health, notifications, the audit line, the
 // inventory of its destinations and the log directory's bounds.
-func (a *Agent) runEnded(ctx context.Context, log *slog.Logger, req BackupRequest, res *v1.RunResult) {
+func (a *Agent) runEnded(ctx context.Context, log *slog.Logger, req snapshot.BackupRequest, res *v1.RunResult) {
 	p := req.Policy
 	name := p.Metadata.Name
 	now := a.opts.Now()
@@ -145,48 +148,48 @@ func (a *Agent) runEnded(ctx context.Context, log *slog.Logger, req BackupReques
 			if d.Error != "" {
 				err = errors.New(d.Error)
 			}
-			req.Progress.End(destItem(d.Name), err)
+			req.Progress.End(observe.DestItem(d.Name), err)
 		}
 	}
 
 	onSuccess := p.Spec.Notify != nil && p.Spec.Notify.OnSuccess
-	var health policyHealth
+	var health observe.Health
 	var event string
-	if err := a.store.updateHealth(name, func(h *policyHealth) {
-		*h, event = nextHealth(*h, res, now, onSuccess)
+	if err := a.store.updateHealth(name, func(h *observe.Health) {
+		*h, event = observe.NextHealth(*h, res, now, onSuccess)
 		health = *h
 	}); err != nil {
 		log.Error("record the policy's health", "err", err)
 	}
 	if n := p.Spec.Notify; n != nil {
-		kind := PingSuccess
+		kind := observe.PingSuccess
 		if res.Result != v1.ResultSucceeded {
-			kind = PingFail
+			kind = observe.PingFail
 		}
-		a.obs.notifier.Ping(ctx, name, n.Ping, kind, pingBody(a.opts.Host, name, res))
+		a.obs.notifier.Ping(ctx, name, n.Ping, kind, observe.PingBody(a.opts.Host, name, res))
 		switch {
 		case event != "":
-			body := newWebhookBody(event, a.opts.Host, name, res, health, now)
+			body := observe.NewWebhookBody(event, a.opts.Host, name, res, health, now)
 			for i, w := range n.Webhooks {
 				a.obs.notifier.Webhook(ctx, name, i, w, body)
 			}
 		case len(n.Webhooks) > 0 && health.Failing:
 			log.Info("webhooks not sent: the policy was already failing and was notified",
-				"consecutive_failures", health.ConsecutiveFailures, "next_reminder", health.LastAlert.Add(ReminderEvery).UTC())
+				"consecutive_failures", health.ConsecutiveFailures, "next_reminder", health.LastAlert.Add(observe.ReminderEvery).UTC())
 		}
 	}
 
-	outcome := OutcomeFailure
+	outcome := observe.OutcomeFailure
 	switch res.Result {
 	case v1.ResultSucceeded:
-		outcome = OutcomeSuccess
+		outcome = observe.OutcomeSuccess
 	case v1.ResultPartiallyFailed:
-		outcome = OutcomePartial
+		outcome = observe.OutcomePartial
 	}
-	ev := AuditEvent{Action: AuditBackupPublished, Object: v1.KindBackupPolicy + "/" + name, Outcome: outcome,
+	ev := observe.AuditEvent{Action: observe.AuditBackupPublished, Object: v1.KindBackupPolicy + "/" + name, Outcome: outcome,
 		Policy: name, Snapshot: res.SnapshotID}
 	if res.Result != v1.ResultSucceeded {
-		ev.Message = runErrors(res)
+		ev.Message = observe.RunErrors(res)
 	}
 	for _, s := range res.Sources {
 		if s.Result == v1.ResultSucceeded {
@@ -236,7 +239,7 @@ func logRunSummary(log *slog.Logger, res *v1.RunResult) {
 
 // retentionDone observes a retention pass: one audit line per snapshot it
 // deleted and per leftover it removed, and the retention metrics.
-func (a *Agent) retentionDone(policy string, rep *PruneReport) {
+func (a *Agent) retentionDone(policy string, rep *retention.PruneReport) {
 	if rep == nil || rep.DryRun {
 		return
 	}
@@ -252,20 +255,20 @@ func (a *Agent) retentionDone(policy string, rep *PruneReport) {
 				continue
 			}
 			deleted++
-			a.recordAudit(AuditEvent{Time: rep.Time, Action: AuditSnapshotDeleted, Outcome: OutcomeSuccess,
-				Object: "Snapshot/" + v1.SnapshotDir(rep.Host, policy, s.Source, s.ID),
+			a.recordAudit(observe.AuditEvent{Time: rep.Time, Action: observe.AuditSnapshotDeleted, Outcome: observe.OutcomeSuccess,
+				Object: "snapshot.Snapshot/" + v1.SnapshotDir(rep.Host, policy, s.Source, s.ID),
 				Policy: policy, Snapshot: s.ID, Sources: []string{s.Source}, Destination: d.Destination, Bytes: s.Size,
 				Message: "kept by no rule of the retention (" + rep.Rules + ")"})
 		}
 		for _, l := range d.Leftovers {
 			if l.Removed {
-				a.recordAudit(AuditEvent{Time: rep.Time, Action: AuditSnapshotDeleted, Outcome: OutcomeSuccess,
+				a.recordAudit(observe.AuditEvent{Time: rep.Time, Action: observe.AuditSnapshotDeleted, Outcome: observe.OutcomeSuccess,
 					Object: "Leftover/" + strings.TrimSuffix(l.Dir, "/"), Policy: policy, Destination: d.Destination,
 					Bytes: l.Size, Message: l.Reason})
 			}
 		}
 		if d.Result == v1.ResultFailed {
-			a.recordAudit(AuditEvent{Time: rep.Time, Action: AuditSnapshotDeleted, Outcome: OutcomeFailure,
+			a.recordAudit(observe.AuditEvent{Time: rep.Time, Action: observe.AuditSnapshotDeleted, Outcome: observe.OutcomeFailure,
 				Object: v1.KindBackupPolicy + "/" + policy, Policy: policy, Destination: d.Destination, Message: d.Message})
 		}
 		if deleted > 0 {
@@ -281,7 +284,7 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 	a.logSchedules(plan)
 	records, err := a.store.Records()
 	if err != nil {
-		a.obs.metrics.passDone(err)
+		a.obs.metrics.PassDone(err)
 		return
 	}
 	health, err := a.store.loadHealth()
@@ -294,20 +297,22 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		running[n] = true
 	}
 	a.mu.Unlock()
-	views := map[string]policyView{}
+	views := map[string]observe.PolicyView{}
 	for name, p := range pols {
-		views[name] = policyView{policy: p, record: records[v1.KindBackupPolicy+"/"+name], health: health[name],
-			next: plan.Policies[name].NextScheduleTime, running: running[name]}
+		rec := records[v1.KindBackupPolicy+"/"+name]
+		views[name] = observe.PolicyView{Policy: p, LastSuccess: rec.Policy.LastSuccessfulTime, LastAttempt: rec.Policy.LastAttemptTime,
+			LastRun: rec.LastRun, Health: health[name], Next: plan.Policies[name].NextScheduleTime, Running: running[name]}
 	}
-	destRecs := map[string]ObjectRecord{}
+	destViews := map[string]observe.DestinationView{}
 	usable := map[string]*v1.Destination{} // not known to fail its check
 	for name, d := range dests {
-		destRecs[name] = records[v1.KindDestination+"/"+name]
-		if destRecs[name].CheckError == "" {
+		r := records[v1.KindDestination+"/"+name]
+		destViews[name] = observe.DestinationView{Checked: r.Checked, CheckTime: r.LastCheckTime, Error: r.CheckError}
+		if r.CheckError == "" {
 			usable[name] = d
 		}
 	}
-	a.obs.metrics.sync(views, destRecs, len(cfg.Errors))
+	a.obs.metrics.Sync(views, destViews, len(cfg.Errors))
 
 	// Inventory of the destinations, at most hourly per policy, in the
 	// background (a slow destination must not hold up the loop), except
@@ -345,7 +350,7 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		}()
 	}
 
-	a.obs.metrics.passDone(nil)
+	a.obs.metrics.PassDone(nil)
 	if f := a.opts.Observe.MetricsTextfile; f != "" {
 		if err := a.obs.metrics.WriteTextfile(f); err != nil {
 			a.log.Error("write the metrics textfile", "err", err)
@@ -387,7 +392,7 @@ func (a *Agent) logSchedules(plan Plan) {
 }
 
 // passFailed records a reconcile pass that could not complete.
-func (a *Agent) passFailed(err error) { a.obs.metrics.passDone(err) }
+func (a *Agent) passFailed(err error) { a.obs.metrics.PassDone(err) }
 
 // pruneLogs keeps the log directory within its bounds: after every run,
 // and at most every ten minutes otherwise.
@@ -403,13 +408,13 @@ func (a *Agent) pruneLogs(force bool) {
 	}
 	a.obs.pruneAt = now
 	a.obs.mu.Unlock()
-	res, err := PruneLogDir(a.opts.LogDir, a.opts.Observe.LogLimits, now)
+	res, err := observe.PruneLogDir(a.opts.LogDir, a.opts.Observe.LogLimits, now)
 	if err != nil {
 		a.log.Warn("keep the log directory within bounds", "dir", a.opts.LogDir, "err", err)
 		return
 	}
 	if len(res.Removed) > 0 {
-		a.log.Info("old logs removed", "dir", a.opts.LogDir, "files", len(res.Removed), "total", FormatBytes(res.Total))
+		a.log.Info("old logs removed", "dir", a.opts.LogDir, "files", len(res.Removed), "total", observe.FormatBytes(res.Total))
 	}
 }
 
@@ -431,11 +436,11 @@ func (a *Agent) refreshInventory(ctx context.Context, p *v1.BackupPolicy, dests 
 			a.log.Warn("cannot count the snapshots on a destination", "policy", name, "destination", dn, "err", err)
 			continue
 		}
-		a.obs.metrics.setInventory(dn, name, inv)
+		a.obs.metrics.SetInventory(dn, name, inv)
 	}
 }
 
-func (a *Agent) inventory(ctx context.Context, policy, destName string, spec *v1.Destination) (map[string]inventoryEntry, error) {
+func (a *Agent) inventory(ctx context.Context, policy, destName string, spec *v1.Destination) (map[string]observe.InventoryEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	d, err := registry.Destination(spec, registry.Options{Logger: a.log})
@@ -470,7 +475,7 @@ func (a *Agent) inventory(ctx context.Context, policy, destName string, spec *v1
 			dd.complete = true
 		}
 	}
-	out := map[string]inventoryEntry{}
+	out := map[string]observe.InventoryEntry{}
 	for _, dd := range dirs {
 		if !dd.complete {
 			continue
@@ -520,7 +525,7 @@ func (a *Agent) auditConfig(cfg *Config) {
 		now["File/"+f] = fact{file: f, print: fingerprint("", msgs), errs: msgs}
 	}
 	records, _ := a.store.Records()
-	var events []AuditEvent
+	var events []observe.AuditEvent
 	err := a.store.updateBucket(bucketConfigSeen, func(b *bolt.Bucket) error {
 		keys := make([]string, 0, len(now))
 		for k := range now {
@@ -532,7 +537,7 @@ func (a *Agent) auditConfig(cfg *Config) {
 			if string(b.Get([]byte(k))) == f.print {
 				continue
 			}
-			ev := AuditEvent{Object: k, File: f.file, Outcome: OutcomeSuccess, Action: AuditConfigAccepted}
+			ev := observe.AuditEvent{Object: k, File: f.file, Outcome: observe.OutcomeSuccess, Action: observe.AuditConfigAccepted}
 			if f.obj != nil {
 				ev.Generation = records[k].Generation
 				if f.obj.Policy != nil {
@@ -540,7 +545,7 @@ func (a *Agent) auditConfig(cfg *Config) {
 				}
 			}
 			if len(f.errs) > 0 {
-				ev.Action, ev.Outcome, ev.Message = AuditConfigRejected, OutcomeFailure, strings.Join(f.errs, "; ")
+				ev.Action, ev.Outcome, ev.Message = observe.AuditConfigRejected, observe.OutcomeFailure, strings.Join(f.errs, "; ")
 			}
 			events = append(events, ev)
 			if err := b.Put([]byte(k), []byte(f.print)); err != nil {
@@ -556,7 +561,7 @@ func (a *Agent) auditConfig(cfg *Config) {
 		})
 		for _, k := range gone {
 			if !strings.HasPrefix(k, "File/") {
-				events = append(events, AuditEvent{Object: k, Outcome: OutcomeSuccess, Action: AuditConfigRemoved,
+				events = append(events, observe.AuditEvent{Object: k, Outcome: observe.OutcomeSuccess, Action: observe.AuditConfigRemoved,
 					Message: "its manifest is gone: it is no longer scheduled; its snapshots are kept"})
 			}
 			if err := b.Delete([]byte(k)); err != nil {
@@ -607,9 +612,9 @@ func (s *Store) updateBucket(name []byte, fn func(b *bolt.Bucket) error) error {
 }
 
 // updateHealth applies fn to a policy's health and saves it.
-func (s *Store) updateHealth(policy string, fn func(*policyHealth)) error {
+func (s *Store) updateHealth(policy string, fn func(*observe.Health)) error {
 	return s.updateBucket(bucketHealth, func(b *bolt.Bucket) error {
-		var h policyHealth
+		var h observe.Health
 		if v := b.Get([]byte(policy)); v != nil {
 			if err := json.Unmarshal(v, &h); err != nil {
 				return err
@@ -625,11 +630,11 @@ func (s *Store) updateHealth(policy string, fn func(*policyHealth)) error {
 }
 
 // loadHealth returns every policy's health.
-func (s *Store) loadHealth() (map[string]policyHealth, error) {
-	out := map[string]policyHealth{}
+func (s *Store) loadHealth() (map[string]observe.Health, error) {
+	out := map[string]observe.Health{}
 	err := s.updateBucket(bucketHealth, func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
-			var h policyHealth
+			var h observe.Health
 			if err := json.Unmarshal(v, &h); err != nil {
 				return fmt.Errorf("health of %s: %w", k, err)
 			}

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/retention"
 )
 
 // obsEnv is an agent over temporary directories with a fake clock.
@@ -71,18 +75,18 @@ func (e *obsEnv) once() {
 	e.agent.obs.notifier.Wait()
 }
 
-func (e *obsEnv) audit() []AuditEvent {
+func (e *obsEnv) audit() []observe.AuditEvent {
 	e.t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.logs, AuditLogName))
+	b, err := os.ReadFile(filepath.Join(e.logs, observe.AuditLogName))
 	if err != nil && !os.IsNotExist(err) {
 		e.t.Fatal(err)
 	}
-	var out []AuditEvent
+	var out []observe.AuditEvent
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if line == "" {
 			continue
 		}
-		var ev AuditEvent
+		var ev observe.AuditEvent
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			e.t.Fatalf("audit line %q: %v", line, err)
 		}
@@ -91,7 +95,7 @@ func (e *obsEnv) audit() []AuditEvent {
 	return out
 }
 
-func actions(evs []AuditEvent) string {
+func actions(evs []observe.AuditEvent) string {
 	var s []string
 	for _, ev := range evs {
 		s = append(s, ev.Action+" "+ev.Object+" "+ev.Outcome)
@@ -108,7 +112,7 @@ func TestAuditOfTheAgent(t *testing.T) {
 		t.Fatalf("audit after the first pass:\n%s\nwant:\n%s", got, want)
 	}
 	first := e.audit()[2]
-	if first.Actor != ActorAgent || first.Host != "h" || first.Snapshot == "" || first.Bytes == 0 ||
+	if first.Actor != observe.ActorAgent || first.Host != "h" || first.Snapshot == "" || first.Bytes == 0 ||
 		strings.Join(first.Destinations, ",") != "disk" || strings.Join(first.Sources, ",") != "site" || !first.Time.Equal(e.now) {
 		t.Errorf("backup line %+v", first)
 	}
@@ -139,24 +143,24 @@ func TestAuditOfTheAgent(t *testing.T) {
 
 func TestAuditOfRetention(t *testing.T) {
 	e := newObsEnv(t)
-	rep := &PruneReport{Policy: "web", Host: "h", Rules: "keepLast 1", Time: e.now, Destinations: []*DestinationPrune{
+	rep := &retention.PruneReport{Policy: "web", Host: "h", Rules: "keepLast 1", Time: e.now, Destinations: []*retention.DestinationPrune{
 		{Destination: "disk", Result: v1.ResultSucceeded,
-			Delete: []SnapshotVerdict{
+			Delete: []retention.SnapshotVerdict{
 				{Source: "site", ID: "20260301T000000Z-aaaaaa", Size: 10, Deleted: true},
 				{Source: "site", ID: "20260301T010000Z-bbbbbb", Size: 10, Deleted: false},
 			},
-			Leftovers: []LeftoverVerdict{{Dir: "h/web/site/20260201T000000Z-cccccc/", Removed: true, Reason: "unfinished upload older than 24h0m0s"}},
+			Leftovers: []retention.LeftoverVerdict{{Dir: "h/web/site/20260201T000000Z-cccccc/", Removed: true, Reason: "unfinished upload older than 24h0m0s"}},
 		},
 		{Destination: "offsite", Result: v1.ResultFailed, Message: "listing failed"},
 	}}
 	e.agent.retentionDone("web", rep)
-	want := "snapshot.deleted Snapshot/h/web/site/20260301T000000Z-aaaaaa success\n" +
+	want := "snapshot.deleted snapshot.Snapshot/h/web/site/20260301T000000Z-aaaaaa success\n" +
 		"snapshot.deleted Leftover/h/web/site/20260201T000000Z-cccccc success\n" +
 		"snapshot.deleted BackupPolicy/web failure"
 	if got := actions(e.audit()); got != want {
 		t.Errorf("audit:\n%s\nwant:\n%s", got, want)
 	}
-	if v := metricValue(t, e.agent.obs.metrics.retentionDeleted.WithLabelValues("web", "disk")); v != 1 {
+	if v := metricValue(t, e.agent.Metrics(), "aegis_retention_deleted_snapshots_total", "disk", "web"); v != 1 {
 		t.Errorf("deletions counted %v", v)
 	}
 	rep.DryRun = true
@@ -192,12 +196,12 @@ func TestNotificationsOfTheAgent(t *testing.T) {
 		t.Fatalf("requests:\n%s\nwant:\n%s", got, want)
 	}
 	hook := rec.got()[2]
-	var body WebhookBody
+	var body observe.WebhookBody
 	json.Unmarshal(hook.body, &body)
-	if body.Event != EventFailure || body.ConsecutiveFailures != 1 || hook.headers.Get(SignatureHeader) != Sign([]byte("k3y"), hook.body) {
+	if body.Event != observe.EventFailure || body.ConsecutiveFailures != 1 || hook.headers.Get(observe.SignatureHeader) != observe.Sign([]byte("k3y"), hook.body) {
 		t.Errorf("webhook %+v %v", body, hook.headers)
 	}
-	if v := metricValue(t, e.agent.obs.metrics.consecutiveFailures.WithLabelValues("web")); v != 3 {
+	if v := metricValue(t, e.agent.Metrics(), "aegis_backup_consecutive_failures", "web"); v != 3 {
 		t.Errorf("consecutive failures %v", v)
 	}
 
@@ -213,7 +217,81 @@ func TestNotificationsOfTheAgent(t *testing.T) {
 		t.Fatalf("after the fix: %s", got)
 	}
 	json.Unmarshal(reqs[2].body, &body)
-	if body.Event != EventRecovery || body.Result != v1.ResultSucceeded {
+	if body.Event != observe.EventRecovery || body.Result != v1.ResultSucceeded {
 		t.Errorf("recovery body %+v", body)
 	}
+}
+
+// metricValue reads the counter or gauge name whose label values are
+// labels (in the order the registry reports them), as a scrape would.
+func metricValue(t *testing.T, m *observe.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, mt := range f.GetMetric() {
+			lp := mt.GetLabel()
+			if len(lp) != len(labels) {
+				continue
+			}
+			for i, l := range lp {
+				if l.GetValue() != labels[i] {
+					continue next
+				}
+			}
+			if mt.Counter != nil {
+				return mt.Counter.GetValue()
+			}
+			return mt.Gauge.GetValue()
+		}
+	}
+	t.Fatalf("metric %s%q not found", name, labels)
+	return 0
+}
+
+// recorder is a webhook receiver that answers with the given statuses in
+// turn (200 once they run out) and keeps what it got.
+type recorder struct {
+	mu       sync.Mutex
+	statuses []int
+	reqs     []recorded
+}
+
+type recorded struct {
+	path    string
+	body    []byte
+	headers http.Header
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, recorded{path: req.URL.Path, body: body, headers: req.Header.Clone()})
+	status := http.StatusOK
+	if len(r.statuses) > 0 {
+		status, r.statuses = r.statuses[0], r.statuses[1:]
+	}
+	w.WriteHeader(status)
+}
+
+func (r *recorder) got() []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]recorded(nil), r.reqs...)
+}
+
+func secretFile(t *testing.T, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hook.secret")
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -1,795 +1,17 @@
 package reconcile
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
-	"strings"
-	"sync"
-	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
-	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/retention"
 )
-
-// MinLeftoverGrace is the least age of a leftover (data objects without a
-// manifest) before retention removes it: an upload in progress, or one a
-// slow clock stamped late, is never mistaken for garbage.
-const MinLeftoverGrace = 24 * time.Hour
-
-// deletingMarker is written into a snapshot's directory before its
-// manifest is deleted, when its data is younger than the grace period. A
-// directory with the marker and no manifest is a deletion that was
-// interrupted: the next pass finishes it at once, whatever its age.
-const deletingMarker = ".aegis-deleting"
-
-// PruneOptions say how one retention pass of a policy runs.
-type PruneOptions struct {
-	// Host is this host's name: only its snapshots are pruned.
-	Host string
-	// Clock is the agent's clock (time.Now when nil). Its reading at the
-	// start of the pass is "now": a snapshot stamped later is never deleted.
-	Clock func() time.Time
-	// DryRun decides and reports, and changes nothing.
-	DryRun bool
-	// Force prunes a destination whose last backup failed, or whose
-	// listing lacks the snapshot the last backup stored there.
-	Force bool
-	// Grace is how old leftovers must be to be removed; anything below
-	// MinLeftoverGrace counts as MinLeftoverGrace.
-	Grace time.Duration
-	// LastRun is the policy's last recorded backup run; nil if unknown.
-	LastRun *v1.RunResult
-	Logger  *slog.Logger
-	// Journal receives every deletion; nil records none.
-	Journal *RetentionLog
-}
-
-// PruneTarget is one destination of the policy, opened; Err says why it
-// could not be.
-type PruneTarget struct {
-	Name string
-	Dest drivers.Destination
-	Err  error
-}
-
-// PruneReport is what a retention pass decided and did for one policy.
-type PruneReport struct {
-	Policy   string    `json:"policy"`
-	Host     string    `json:"host"`
-	Rules    string    `json:"rules"`
-	TimeZone string    `json:"timeZone"`
-	Time     time.Time `json:"time"`
-	DryRun   bool      `json:"dryRun"`
-	// Error is set when the policy could not be pruned at all.
-	Error        string              `json:"error,omitempty"`
-	Destinations []*DestinationPrune `json:"destinations"`
-}
-
-// DestinationPrune is what a retention pass decided and did on one
-// destination.
-type DestinationPrune struct {
-	Destination string `json:"destination"`
-	// Result is Succeeded, Skipped (nothing deleted on purpose) or Failed.
-	Result  string `json:"result"`
-	Message string `json:"message,omitempty"`
-	// Keep and Delete hold this host's snapshots of the policy, by source,
-	// newest first. In a dry run, Delete is what would be deleted.
-	Keep   []SnapshotVerdict `json:"keep"`
-	Delete []SnapshotVerdict `json:"delete"`
-	// Leftovers are directories without a manifest.
-	Leftovers        []LeftoverVerdict `json:"leftovers,omitempty"`
-	Deleted          int               `json:"deleted"`
-	LeftoversRemoved int               `json:"leftoversRemoved"`
-	BytesFreed       int64             `json:"bytesFreed"`
-}
-
-// SnapshotVerdict is one snapshot and what retention does with it.
-type SnapshotVerdict struct {
-	Source string    `json:"source"`
-	ID     string    `json:"id"`
-	Time   time.Time `json:"time"`
-	// Size is the stored size of everything in the snapshot's directory.
-	Size int64 `json:"size"`
-	// Rules are the rules that keep it.
-	Rules []string `json:"rules,omitempty"`
-	// Deleted is true once it was deleted.
-	Deleted bool `json:"deleted,omitempty"`
-}
-
-// LeftoverVerdict is one directory without a manifest.
-type LeftoverVerdict struct {
-	Dir     string `json:"dir"`
-	Objects int    `json:"objects"`
-	Size    int64  `json:"size"`
-	Remove  bool   `json:"remove"`
-	Reason  string `json:"reason"`
-	Removed bool   `json:"removed,omitempty"`
-}
-
-// Failed reports whether any destination failed or the policy could not be
-// pruned.
-func (r *PruneReport) Failed() bool {
-	if r.Error != "" {
-		return true
-	}
-	for _, d := range r.Destinations {
-		if d.Result == v1.ResultFailed {
-			return true
-		}
-	}
-	return false
-}
-
-// Skipped reports whether a destination was left alone on purpose.
-func (r *PruneReport) Skipped() bool {
-	for _, d := range r.Destinations {
-		if d.Result == v1.ResultSkipped {
-			return true
-		}
-	}
-	return false
-}
-
-// Summary is the report as recorded in the state and the status.
-func (r *PruneReport) Summary() *v1.RetentionResult {
-	s := &v1.RetentionResult{Time: r.Time.UTC()}
-	ok := 0
-	for _, d := range r.Destinations {
-		s.Kept += len(d.Keep)
-		s.Deleted += d.Deleted
-		s.LeftoversRemoved += d.LeftoversRemoved
-		s.BytesFreed += d.BytesFreed
-		if d.Result == v1.ResultSucceeded {
-			ok++
-		}
-		s.Destinations = append(s.Destinations, v1.RetentionDestinationResult{
-			Name: d.Destination, Result: d.Result, Kept: len(d.Keep), Deleted: d.Deleted,
-			LeftoversRemoved: d.LeftoversRemoved, BytesFreed: d.BytesFreed, Message: d.Message,
-		})
-	}
-	switch {
-	case r.Error != "" || ok == 0 && len(r.Destinations) > 0:
-		s.Result = v1.ResultFailed
-	case ok == len(r.Destinations):
-		s.Result = v1.ResultSucceeded
-	default:
-		s.Result = v1.ResultPartiallyFailed
-	}
-	return s
-}
-
-// PrunePolicy applies a policy's retention on each of its destinations,
-// one after the other; a problem on one leaves the others unaffected.
-//
-// On each destination it lists this host's snapshots of the policy, reads
-// their manifests, groups them by source, and decides with DecideRetention.
-// It deletes nothing there when the listing or a manifest read fails, when
-// the last backup to that destination failed, or when the listing lacks
-// the snapshot the last backup stored there (the last two unless
-// opts.Force). It never deletes the newest snapshot of a source, nor one
-// stamped after the pass started. A snapshot goes manifest first, so it
-// disappears at once, then its data. Leftovers of interrupted uploads and
-// deletions are removed in the same pass.
-func PrunePolicy(ctx context.Context, p *v1.BackupPolicy, targets []PruneTarget, opts PruneOptions) *PruneReport {
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	opts.Grace = max(opts.Grace, MinLeftoverGrace)
-	name := p.Metadata.Name
-	rep := &PruneReport{Policy: name, Host: opts.Host, Time: opts.Clock(), DryRun: opts.DryRun, TimeZone: cmp.Or(p.Spec.TimeZone, "UTC"), Destinations: []*DestinationPrune{}}
-	rules, err := ParseRetentionRules(p.Spec.Retention, p.Spec.TimeZone)
-	if err != nil {
-		rep.Error = err.Error()
-		return rep
-	}
-	rep.Rules = rules.String()
-	for _, t := range targets {
-		log := opts.Logger.With("policy", name, "destination", t.Name)
-		dp := pruneDestination(ctx, log, t, name, rules, rep.Time, opts)
-		rep.Destinations = append(rep.Destinations, dp)
-		switch dp.Result {
-		case v1.ResultFailed:
-			log.Error("retention failed", "err", dp.Message, "deleted", dp.Deleted)
-		case v1.ResultSkipped:
-			log.Warn("retention skipped this destination", "reason", dp.Message)
-		default:
-			log.Info("retention applied", "dry_run", opts.DryRun, "kept", len(dp.Keep), "deleted", dp.Deleted, "to_delete", len(dp.Delete), "leftovers_removed", dp.LeftoversRemoved)
-		}
-	}
-	return rep
-}
-
-func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, policy string, rules RetentionRules, now time.Time, opts PruneOptions) *DestinationPrune {
-	dp := &DestinationPrune{Destination: t.Name, Result: v1.ResultSucceeded, Keep: []SnapshotVerdict{}, Delete: []SnapshotVerdict{}}
-	fail := func(format string, args ...any) *DestinationPrune {
-		dp.Result, dp.Message = v1.ResultFailed, fmt.Sprintf(format, args...)
-		return dp
-	}
-	if t.Err != nil {
-		return fail("%v", t.Err)
-	}
-	dirs, err := scanDestination(ctx, t.Dest, opts.Host, policy)
-	if err != nil {
-		return fail("nothing deleted: %v", err)
-	}
-	plan, err := planPrune(dirs, rules, now, opts.Grace)
-	if err != nil {
-		return fail("nothing deleted: %v", err)
-	}
-	for _, k := range plan.keep {
-		dp.Keep = append(dp.Keep, k.dir.verdict(k.rules))
-	}
-	for _, d := range plan.remove {
-		dp.Delete = append(dp.Delete, d.verdict(nil))
-	}
-	// Newest first in the report, like the snapshots command reads best.
-	sortVerdicts(dp.Keep)
-	sortVerdicts(dp.Delete)
-	for _, l := range plan.leftovers {
-		dp.Leftovers = append(dp.Leftovers, LeftoverVerdict{Dir: strings.TrimSuffix(l.dir.prefix, "/"), Objects: len(l.dir.objects), Size: l.dir.size, Remove: l.remove, Reason: l.reason})
-	}
-
-	forced := ""
-	if why := refusal(opts.LastRun, t.Name, dirs); why != "" {
-		if !opts.Force {
-			dp.Result, dp.Message = v1.ResultSkipped, why+"; nothing deleted (prune --force deletes anyway)"
-			return dp
-		}
-		forced = why
-		dp.Message = "forced: " + why
-	}
-	if opts.DryRun {
-		return dp
-	}
-
-	ex := &pruneExec{dest: t.Dest, log: log, opts: opts, now: now, destName: t.Name, policy: policy, rules: rules.String(), forced: forced}
-	verdictOf := make(map[string]*SnapshotVerdict, len(dp.Delete))
-	for i := range dp.Delete {
-		verdictOf[dp.Delete[i].Source+"/"+dp.Delete[i].ID] = &dp.Delete[i]
-	}
-	// Several snapshots at once (a remote destination answers slowly),
-	// each manifest first; oldest first, so an interrupted pass has removed
-	// the oldest. The first failure stops the rest.
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(deleteWorkers)
-	for _, d := range slices.Backward(plan.remove) {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			if err := ex.deleteSnapshot(gctx, d); err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			dp.Deleted++
-			dp.BytesFreed += d.size
-			verdictOf[d.source+"/"+d.id].Deleted = true
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return fail("stopped after %d of %d deletions: %v", dp.Deleted, len(plan.remove), err)
-	}
-	for i, l := range plan.leftovers {
-		if !l.remove {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return fail("stopped before removing leftover %s: %v", l.dir.prefix, err)
-		}
-		removed, err := ex.removeLeftover(ctx, l)
-		if err != nil {
-			return fail("remove leftover %s: %v", strings.TrimSuffix(l.dir.prefix, "/"), err)
-		}
-		if removed {
-			dp.LeftoversRemoved++
-			dp.BytesFreed += l.dir.size
-			dp.Leftovers[i].Removed = true
-		}
-	}
-	for _, key := range plan.staleMarkers {
-		// A deletion that a later policy now keeps: its marker must go,
-		// or a lost manifest would later look like a deletion to finish.
-		if err := t.Dest.Delete(ctx, key); err != nil {
-			log.Warn("cannot remove a stale deletion marker", "key", key, "err", err)
-		}
-	}
-	// Temporary files of uploads a crash interrupted, which the driver
-	// hides from List (the local driver's .aegis-tmp-* files).
-	if tc, ok := t.Dest.(drivers.TempCleaner); ok {
-		n, size, err := tc.CleanTemp(ctx, now.Add(-opts.Grace))
-		if err != nil {
-			log.Warn("cannot remove temporary files of interrupted uploads", "err", err)
-		}
-		dp.LeftoversRemoved += n
-		dp.BytesFreed += size
-	}
-	return dp
-}
-
-// refusal says why nothing should be deleted on a destination, judged
-// from the last recorded run: its backup there failed, or the listing
-// lacks the snapshot it stored there (so the listing may be incomplete).
-func refusal(last *v1.RunResult, dest string, dirs []*snapDir) string {
-	if last == nil {
-		return ""
-	}
-	var dr *v1.DestinationResult
-	for i := range last.Destinations {
-		if last.Destinations[i].Name == dest {
-			dr = &last.Destinations[i]
-		}
-	}
-	switch {
-	case last.Result == v1.ResultFailed:
-		return fmt.Sprintf("the last backup (%s) failed", last.StartTime.UTC().Format(time.RFC3339))
-	case dr == nil:
-		return "" // not a destination of the last run
-	case dr.Result != v1.ResultSucceeded:
-		return fmt.Sprintf("the last backup to this destination failed: %s", dr.Error)
-	}
-	present := map[string]bool{}
-	for _, d := range dirs {
-		if d.manifest != nil {
-			present[d.source+"/"+d.id] = true
-		}
-	}
-	for _, s := range last.Sources {
-		if s.Result == v1.ResultSucceeded && last.SnapshotID != "" && !present[s.Name+"/"+last.SnapshotID] {
-			return fmt.Sprintf("the listing lacks snapshot %s of source %s, which the last backup stored here: it may be incomplete", last.SnapshotID, s.Name)
-		}
-	}
-	return ""
-}
-
-func sortVerdicts(vs []SnapshotVerdict) {
-	slices.SortFunc(vs, func(a, b SnapshotVerdict) int {
-		return cmp.Or(cmp.Compare(a.Source, b.Source), b.Time.Compare(a.Time), cmp.Compare(b.ID, a.ID))
-	})
-}
-
-// snapDir is one directory HOST/POLICY/SOURCE/ID/ on a destination.
-type snapDir struct {
-	source, id string
-	prefix     string // HOST/POLICY/SOURCE/ID/
-	objects    []drivers.ObjectInfo
-	size       int64
-	hasMarker  bool
-	// manifest is nil when the directory has none.
-	manifest *v1.SnapshotManifest
-}
-
-// time is when the snapshot was taken: its manifest's time, else the time
-// in its ID.
-func (d *snapDir) time() time.Time {
-	if d.manifest != nil && !d.manifest.Time.IsZero() {
-		return d.manifest.Time
-	}
-	return idTime(d.id)
-}
-
-func (d *snapDir) verdict(rules []string) SnapshotVerdict {
-	return SnapshotVerdict{Source: d.source, ID: d.id, Time: d.time().UTC(), Size: d.size, Rules: rules}
-}
-
-// idTime is the time in a snapshot ID (its first 16 characters); zero if
-// the ID has none.
-func idTime(id string) time.Time {
-	if len(id) < 16 {
-		return time.Time{}
-	}
-	t, err := time.Parse("20060102T150405Z", id[:16])
-	if err != nil {
-		return time.Time{}
-	}
-	return t
-}
-
-// oldEnough reports whether a directory's ID time and every object's
-// modification time are older than the grace period. An object whose
-// destination gives no time is never old enough.
-func (d *snapDir) oldEnough(now time.Time, grace time.Duration) bool {
-	limit := now.Add(-grace)
-	if t := idTime(d.id); t.IsZero() || !t.Before(limit) {
-		return false
-	}
-	for _, o := range d.objects {
-		if o.ModTime.IsZero() || !o.ModTime.Before(limit) {
-			return false
-		}
-	}
-	return true
-}
-
-// manifestReaders bounds the manifests read at once from one
-// destination, deleteWorkers the snapshots deleted at once.
-const (
-	manifestReaders = 8
-	deleteWorkers   = 8
-)
-
-// scanDestination lists this host's directories of a policy and reads
-// every manifest. It fails, rather than return part of the picture, when
-// the listing or any manifest read fails.
-func scanDestination(ctx context.Context, dest drivers.Destination, host, policy string) ([]*snapDir, error) {
-	prefix := host + "/" + policy + "/"
-	objs, err := dest.List(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
-	}
-	byDir := map[string]*snapDir{}
-	var dirs []*snapDir
-	for _, o := range objs {
-		rest, ok := strings.CutPrefix(o.Key, prefix)
-		if !ok {
-			continue
-		}
-		// SOURCE/ID/NAME: anything else under the prefix is not Aegis's
-		// and is left alone.
-		parts := strings.SplitN(rest, "/", 3)
-		if len(parts) != 3 || parts[0] == "" || parts[2] == "" || !v1.ValidSnapshotID(parts[1]) {
-			continue
-		}
-		k := parts[0] + "/" + parts[1]
-		d, ok := byDir[k]
-		if !ok {
-			d = &snapDir{source: parts[0], id: parts[1], prefix: prefix + k + "/"}
-			byDir[k] = d
-			dirs = append(dirs, d)
-		}
-		d.objects = append(d.objects, o)
-		d.size += o.Size
-		if parts[2] == deletingMarker {
-			d.hasMarker = true
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(manifestReaders)
-	for _, d := range dirs {
-		if !slices.ContainsFunc(d.objects, func(o drivers.ObjectInfo) bool { return o.Key == d.prefix+v1.ManifestName }) {
-			continue
-		}
-		g.Go(func() error {
-			m, err := readManifest(gctx, dest, d.prefix+v1.ManifestName)
-			if err != nil {
-				return err
-			}
-			d.manifest = m
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	sort.Slice(dirs, func(i, j int) bool { return dirs[i].prefix < dirs[j].prefix })
-	return dirs, nil
-}
-
-// prunePlan is the decision for one destination.
-type prunePlan struct {
-	keep []keptDir
-	// remove is newest first.
-	remove    []*snapDir
-	leftovers []leftover
-	// staleMarkers are deletion markers in directories of kept snapshots.
-	staleMarkers []string
-}
-
-type keptDir struct {
-	dir   *snapDir
-	rules []string
-}
-
-type leftover struct {
-	dir    *snapDir
-	remove bool
-	reason string
-}
-
-// planPrune decides what to keep and delete on one destination. It is pure;
-// the error reports a broken guarantee, and then nothing may be deleted.
-func planPrune(dirs []*snapDir, rules RetentionRules, now time.Time, grace time.Duration) (prunePlan, error) {
-	var plan prunePlan
-	groups := map[string][]*snapDir{}
-	var sources []string
-	for _, d := range dirs {
-		if d.manifest == nil {
-			plan.leftovers = append(plan.leftovers, leftoverOf(d, now, grace))
-			continue
-		}
-		if _, ok := groups[d.source]; !ok {
-			sources = append(sources, d.source)
-		}
-		groups[d.source] = append(groups[d.source], d)
-	}
-	sort.Strings(sources)
-	for _, src := range sources {
-		group := groups[src]
-		byID := make(map[string]*snapDir, len(group))
-		reasons := make(map[*snapDir][]string, len(group))
-		var items []RetentionItem
-		for _, d := range group {
-			byID[d.id] = d
-			if d.time().After(now) {
-				reasons[d] = []string{RuleTooNew}
-				continue
-			}
-			items = append(items, RetentionItem{ID: d.id, Time: d.time()})
-		}
-		dec := DecideRetention(items, rules)
-		for _, k := range dec.Keep {
-			reasons[byID[k.ID]] = k.Reasons
-		}
-		// A kept snapshot keeps what it builds on (incremental formats).
-		queue := make([]*snapDir, 0, len(reasons))
-		for d := range reasons {
-			queue = append(queue, d)
-		}
-		for len(queue) > 0 {
-			d := queue[len(queue)-1]
-			queue = queue[:len(queue)-1]
-			for _, pid := range parentsOf(d.manifest) {
-				if pd, ok := byID[pid]; ok {
-					if _, kept := reasons[pd]; !kept {
-						queue = append(queue, pd)
-					}
-					if !slices.Contains(reasons[pd], RuleParent) {
-						reasons[pd] = append(slices.Clip(reasons[pd]), RuleParent)
-					}
-				}
-			}
-		}
-
-		newest := slices.MaxFunc(group, func(a, b *snapDir) int {
-			return cmp.Or(a.time().Compare(b.time()), cmp.Compare(a.id, b.id))
-		})
-		if _, ok := reasons[newest]; !ok {
-			return prunePlan{}, fmt.Errorf("internal error: retention would delete snapshot %s, the newest of source %s", newest.id, src)
-		}
-		for _, d := range group {
-			r, ok := reasons[d]
-			switch {
-			case ok:
-				plan.keep = append(plan.keep, keptDir{dir: d, rules: r})
-				if d.hasMarker {
-					plan.staleMarkers = append(plan.staleMarkers, d.prefix+deletingMarker)
-				}
-			case d.time().After(now):
-				return prunePlan{}, fmt.Errorf("internal error: retention would delete snapshot %s, stamped after now", d.id)
-			default:
-				plan.remove = append(plan.remove, d)
-			}
-		}
-	}
-	slices.SortFunc(plan.remove, func(a, b *snapDir) int {
-		return cmp.Or(b.time().Compare(a.time()), cmp.Compare(b.id, a.id), cmp.Compare(a.source, b.source))
-	})
-	return plan, nil
-}
-
-// parentsOf lists the snapshot IDs a manifest builds on.
-func parentsOf(m *v1.SnapshotManifest) []string {
-	if m == nil {
-		return nil
-	}
-	var out []string
-	if m.Parent != "" {
-		out = append(out, m.Parent)
-	}
-	for _, o := range m.Objects {
-		if o.Parent != "" {
-			out = append(out, o.Parent)
-		}
-	}
-	return out
-}
-
-func leftoverOf(d *snapDir, now time.Time, grace time.Duration) leftover {
-	switch {
-	case d.hasMarker:
-		return leftover{dir: d, remove: true, reason: "interrupted deletion"}
-	case d.oldEnough(now, grace):
-		return leftover{dir: d, remove: true, reason: fmt.Sprintf("unfinished upload older than %s", grace)}
-	}
-	return leftover{dir: d, reason: fmt.Sprintf("unfinished upload younger than %s, or one in progress: left for now", grace)}
-}
-
-// pruneExec carries out the deletions on one destination.
-type pruneExec struct {
-	dest     drivers.Destination
-	log      *slog.Logger
-	opts     PruneOptions
-	now      time.Time
-	destName string
-	policy   string
-	rules    string
-	forced   string
-}
-
-// finishTimeout bounds how long the data of a snapshot whose manifest is
-// gone is still deleted after the pass was cancelled.
-const finishTimeout = time.Minute
-
-// deleteSnapshot deletes one snapshot: a deletion marker first when its
-// data is young, then the manifest (the snapshot is gone), then the rest
-// of its directory, the marker last.
-func (x *pruneExec) deleteSnapshot(ctx context.Context, d *snapDir) error {
-	markerKey := d.prefix + deletingMarker
-	marked := d.hasMarker
-	if !marked && !d.oldEnough(x.now, x.opts.Grace) {
-		body, _ := json.Marshal(map[string]any{"snapshot": d.id, "host": x.opts.Host, "policy": x.policy, "source": d.source, "time": x.now.UTC()})
-		if _, err := x.dest.Put(ctx, markerKey, bytes.NewReader(append(body, '\n'))); err != nil {
-			// Go on: freeing space matters most when writes fail. An
-			// interruption now leaves data for the grace period to clear.
-			x.log.Warn("cannot write the deletion marker; going on without it", "snapshot", d.id, "err", err)
-		} else {
-			marked = true
-		}
-	}
-	// The last moment to stop with the snapshot whole.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := x.dest.Delete(ctx, d.prefix+v1.ManifestName); err != nil {
-		return fmt.Errorf("delete the manifest of snapshot %s (source %s): %w", d.id, d.source, err)
-	}
-	reason := "kept by no rule (" + x.rules + ")"
-	if x.forced != "" {
-		reason += "; forced although " + x.forced
-	}
-	t := d.time().UTC()
-	if err := x.journal(RetentionEntry{Action: "deleteSnapshot", Source: d.source, Snapshot: d.id, SnapshotTime: &t, Reason: reason, Objects: len(d.objects), Bytes: d.size}); err != nil {
-		return err
-	}
-	x.log.Info("snapshot deleted", "source", d.source, "snapshot", d.id, "time", t)
-	// The snapshot is gone; finish its data even if the pass is cancelled
-	// now, so a stop leaves as little behind as it can.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	return x.deleteData(fctx, d, marked)
-}
-
-// deleteData deletes every object of a directory but its manifest, the
-// deletion marker last.
-func (x *pruneExec) deleteData(ctx context.Context, d *snapDir, marked bool) error {
-	for _, o := range d.objects {
-		name := strings.TrimPrefix(o.Key, d.prefix)
-		if name == v1.ManifestName || name == deletingMarker {
-			continue
-		}
-		if err := x.dest.Delete(ctx, o.Key); err != nil {
-			return fmt.Errorf("delete %s: %w", o.Key, err)
-		}
-	}
-	if marked {
-		if err := x.dest.Delete(ctx, d.prefix+deletingMarker); err != nil {
-			return fmt.Errorf("delete %s: %w", d.prefix+deletingMarker, err)
-		}
-	}
-	return nil
-}
-
-// removeLeftover removes a directory without a manifest, after checking
-// once more that it has none: a listing that missed the manifest must not
-// cost a snapshot.
-func (x *pruneExec) removeLeftover(ctx context.Context, l leftover) (bool, error) {
-	d := l.dir
-	_, err := x.dest.Stat(ctx, d.prefix+v1.ManifestName)
-	switch {
-	case err == nil:
-		x.log.Warn("a leftover has a manifest after all: left alone", "dir", d.prefix)
-		return false, nil
-	case !errors.Is(err, drivers.ErrNotFound):
-		return false, fmt.Errorf("check for a manifest: %w", err)
-	}
-	if err := x.deleteData(ctx, d, d.hasMarker); err != nil {
-		return false, err
-	}
-	var t *time.Time
-	if it := idTime(d.id); !it.IsZero() {
-		t = &it
-	}
-	if err := x.journal(RetentionEntry{Action: "removeLeftover", Source: d.source, Snapshot: d.id, SnapshotTime: t, Reason: l.reason, Objects: len(d.objects), Bytes: d.size}); err != nil {
-		return true, err
-	}
-	x.log.Info("leftover removed", "dir", d.prefix, "reason", l.reason)
-	return true, nil
-}
-
-func (x *pruneExec) journal(e RetentionEntry) error {
-	if x.opts.Journal == nil {
-		return nil
-	}
-	e.Time = x.opts.Clock().UTC()
-	e.Destination, e.Host, e.Policy = x.destName, x.opts.Host, x.policy
-	e.Forced = x.forced != ""
-	if err := x.opts.Journal.Record(e); err != nil {
-		return fmt.Errorf("write %s: %w (stopping: every deletion must be logged)", RetentionLogName, err)
-	}
-	return nil
-}
-
-// RetentionEntry is one line of retention.log.
-type RetentionEntry struct {
-	Time        time.Time `json:"time"`
-	Destination string    `json:"destination"`
-	// Action is deleteSnapshot or removeLeftover.
-	Action       string     `json:"action"`
-	Host         string     `json:"host"`
-	Policy       string     `json:"policy"`
-	Source       string     `json:"source"`
-	Snapshot     string     `json:"snapshot"`
-	SnapshotTime *time.Time `json:"snapshotTime,omitempty"`
-	Reason       string     `json:"reason"`
-	Objects      int        `json:"objects"`
-	Bytes        int64      `json:"bytes"`
-	Forced       bool       `json:"forced,omitempty"`
-}
-
-// RetentionLog is the audit trail of deletions: one JSON line per deleted
-// snapshot or removed leftover, appended to LOG_DIR/retention.log.
-type RetentionLog struct {
-	mu sync.Mutex
-	w  io.Writer
-	f  *os.File
-}
-
-// OpenRetentionLog opens (creating) retention.log in dir for appending.
-func OpenRetentionLog(dir string) (*RetentionLog, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, RetentionLogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	return &RetentionLog{w: f, f: f}, nil
-}
-
-// NewRetentionLog writes the entries to w.
-func NewRetentionLog(w io.Writer) *RetentionLog { return &RetentionLog{w: w} }
-
-// Record appends one entry.
-func (l *RetentionLog) Record(e RetentionEntry) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, err = l.w.Write(append(b, '\n'))
-	return err
-}
-
-// Close syncs and closes the file.
-func (l *RetentionLog) Close() error {
-	if l.f == nil {
-		return nil
-	}
-	err := l.f.Sync()
-	return errors.Join(err, l.f.Close())
-}
 
 // PruneRequest is the `prune` command.
 type PruneRequest struct {
@@ -806,7 +28,7 @@ var ErrPolicyNotFound = errors.New("policy not found")
 // Prune applies retention now, as the `prune` command does: to one policy
 // or to every valid one, each under its lock (a dry run takes none). It
 // records each pass in the state and the statuses, except in a dry run.
-func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*PruneReport, *Config, error) {
+func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*retention.PruneReport, *Config, error) {
 	cfg, err := LoadConfig(a.opts.ConfigDir)
 	if err != nil {
 		return nil, nil, err
@@ -827,7 +49,7 @@ func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*PruneReport, *C
 		}
 		sort.Strings(names)
 	}
-	var reports []*PruneReport
+	var reports []*retention.PruneReport
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			return reports, cfg, err
@@ -839,7 +61,7 @@ func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*PruneReport, *C
 		}
 		lock, err := lockPolicy(ctx, a.opts.StateDir, n, false)
 		if err != nil {
-			reports = append(reports, &PruneReport{Policy: n, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*DestinationPrune{}})
+			reports = append(reports, &retention.PruneReport{Policy: n, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*retention.DestinationPrune{}})
 			continue
 		}
 		reports = append(reports, a.retainLocked(ctx, a.log, p, dests, false, req.Force))
@@ -867,7 +89,7 @@ func (a *Agent) refreshStatuses(cfg *Config, pols map[string]*v1.BackupPolicy, d
 // runRetention applies a policy's retention under its lock, as a
 // scheduled Retention action. A policy locked by another process is left
 // for the next pass.
-func (a *Agent) runRetention(ctx context.Context, p *v1.BackupPolicy, dests map[string]*v1.Destination) *PruneReport {
+func (a *Agent) runRetention(ctx context.Context, p *v1.BackupPolicy, dests map[string]*v1.Destination) *retention.PruneReport {
 	name := p.Metadata.Name
 	lock, err := lockPolicy(ctx, a.opts.StateDir, name, false)
 	if err != nil {
@@ -881,18 +103,18 @@ func (a *Agent) runRetention(ctx context.Context, p *v1.BackupPolicy, dests map[
 // retainLocked applies a policy's retention to its destinations; the
 // caller holds the policy's lock unless dryRun. It records the pass (not a
 // dry run) in the state store.
-func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, dests map[string]*v1.Destination, dryRun, force bool) *PruneReport {
+func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, dests map[string]*v1.Destination, dryRun, force bool) *retention.PruneReport {
 	name := p.Metadata.Name
 	records, err := a.store.Records()
 	if err != nil {
-		return &PruneReport{Policy: name, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*DestinationPrune{}}
+		return &retention.PruneReport{Policy: name, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*retention.DestinationPrune{}}
 	}
 	rec := records[v1.KindBackupPolicy+"/"+name]
-	opts := PruneOptions{Host: a.opts.Host, Clock: a.opts.Now, DryRun: dryRun, Force: force, LastRun: rec.LastRun, Logger: log}
+	opts := retention.PruneOptions{Host: a.opts.Host, Clock: a.opts.Now, DryRun: dryRun, Force: force, LastRun: rec.LastRun, Logger: log}
 	if !dryRun && a.opts.LogDir != "" {
-		j, err := OpenRetentionLog(a.opts.LogDir)
+		j, err := retention.OpenRetentionLog(a.opts.LogDir)
 		if err != nil {
-			rep := &PruneReport{Policy: name, Host: a.opts.Host, Time: a.opts.Now(), Error: fmt.Sprintf("open %s: %v; nothing deleted", RetentionLogName, err), Destinations: []*DestinationPrune{}}
+			rep := &retention.PruneReport{Policy: name, Host: a.opts.Host, Time: a.opts.Now(), Error: fmt.Sprintf("open %s: %v; nothing deleted", observe.RetentionLogName, err), Destinations: []*retention.DestinationPrune{}}
 			a.recordRetention(name, rep)
 			return rep
 		}
@@ -903,9 +125,9 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 		}()
 		opts.Journal = j
 	}
-	var targets []PruneTarget
+	var targets []retention.PruneTarget
 	for _, dn := range p.Spec.Destinations {
-		t := PruneTarget{Name: dn}
+		t := retention.PruneTarget{Name: dn}
 		spec, ok := dests[dn]
 		switch {
 		case !ok:
@@ -921,7 +143,7 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 		}
 		targets = append(targets, t)
 	}
-	rep := PrunePolicy(ctx, p, targets, opts)
+	rep := retention.PrunePolicy(ctx, p, targets, opts)
 	if !dryRun {
 		a.recordRetention(name, rep)
 	}
@@ -929,7 +151,7 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 }
 
 // recordRetention stores the pass's time and summary with the policy.
-func (a *Agent) recordRetention(name string, rep *PruneReport) {
+func (a *Agent) recordRetention(name string, rep *retention.PruneReport) {
 	a.retentionDone(name, rep) // audit lines and metrics (observe.go)
 	sum := rep.Summary()
 	if err := a.store.Update(v1.KindBackupPolicy, name, func(r *ObjectRecord) {

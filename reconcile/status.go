@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
 // StatusPath returns the sidecar of a manifest file: NAME.status.yaml
@@ -156,7 +157,7 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 			if in.rec.LastRun.Result == v1.ResultPartiallyFailed {
 				reason = "BackupPartiallyFailed"
 			}
-			set(v1.ConditionReady, v1.ConditionFalse, reason, runErrors(in.rec.LastRun))
+			set(v1.ConditionReady, v1.ConditionFalse, reason, observe.RunErrors(in.rec.LastRun))
 		}
 	case v1.KindDestination:
 		if in.rec.Checked {
@@ -173,24 +174,7 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 	return st
 }
 
-// runErrors joins the errors of a run's sources and destinations.
-func runErrors(r *v1.RunResult) string {
-	var msgs []string
-	for _, s := range r.Sources {
-		if s.Error != "" {
-			msgs = append(msgs, fmt.Sprintf("source %s: %s", s.Name, s.Error))
-		}
-	}
-	for _, d := range r.Destinations {
-		if d.Error != "" {
-			msgs = append(msgs, fmt.Sprintf("destination %s: %s", d.Name, d.Error))
-		}
-	}
-	if len(msgs) == 0 {
-		return r.Result
-	}
-	return strings.Join(msgs, "; ")
-}
+// RunErrors joins the errors of a run's sources and destinations.
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {

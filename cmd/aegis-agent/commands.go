@@ -23,6 +23,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // globals are the flags every command accepts, each with an environment twin.
@@ -138,7 +140,7 @@ func (g *globals) logger(agentLog bool) (*slog.Logger, func(), error) {
 		if err != nil {
 			return nil, nil, invalid(err)
 		}
-		f, err := reconcile.OpenRotating(g.logDir, reconcile.AgentLogName, limits, nil)
+		f, err := observe.OpenRotating(g.logDir, observe.AgentLogName, limits, nil)
 		if err != nil {
 			return nil, nil, failed(fmt.Errorf("agent log: %w", err))
 		}
@@ -407,7 +409,7 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var all []reconcile.Snapshot
+			var all []snapshot.Snapshot
 			var errs []error
 			for _, n := range names {
 				d, err := openDestination(cfg, n)
@@ -415,7 +417,7 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
-				snaps, bad, err := reconcile.ListSnapshotsLenient(cmd.Context(), d, n, policy)
+				snaps, bad, err := snapshot.ListSnapshotsLenient(cmd.Context(), d, n, policy)
 				d.Close()
 				if err != nil {
 					errs = append(errs, err)
@@ -428,7 +430,7 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 			}
 			if asJSON {
 				if all == nil {
-					all = []reconcile.Snapshot{}
+					all = []snapshot.Snapshot{}
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -480,7 +482,7 @@ func (s *selectOpts) register(cmd *cobra.Command) {
 // from --passphrase-file, or asked on the terminal, or not at all.
 func (s *selectOpts) passphrase() func(string) ([]byte, error) {
 	if s.passphraseFile != "" {
-		return func(string) ([]byte, error) { return reconcile.ReadPassphraseFile(s.passphraseFile) }
+		return func(string) ([]byte, error) { return snapshot.ReadPassphraseFile(s.passphraseFile) }
 	}
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
@@ -502,14 +504,14 @@ func (s *selectOpts) passphrase() func(string) ([]byte, error) {
 
 // keyRing gathers the keys restore and verify may use: --identity files,
 // the policy's openssl key file, and the keys directory.
-func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (*reconcile.KeyRing, error) {
+func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (*snapshot.KeyRing, error) {
 	files := append([]string(nil), s.identities...)
 	if p := cfg.Policy(policy); p != nil && p.Spec.Encryption != nil && p.Spec.Encryption.OpenSSL != nil {
 		if _, err := os.Stat(p.Spec.Encryption.OpenSSL.KeyFile); err == nil {
 			files = append(files, p.Spec.Encryption.OpenSSL.KeyFile)
 		}
 	}
-	kr, err := reconcile.LoadKeyRing(files, g.keysDir, s.passphrase())
+	kr, err := snapshot.LoadKeyRing(files, g.keysDir, s.passphrase())
 	if err == nil {
 		mode := ""
 		if p := cfg.Policy(policy); p != nil && p.Spec.Encryption != nil {
@@ -525,7 +527,7 @@ func (s *selectOpts) keyRing(g *globals, cfg *reconcile.Config, policy string) (
 
 // find locates the snapshots of one run of policy on the first destination
 // that has it.
-func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy string) (drivers.Destination, []reconcile.Snapshot, error) {
+func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy string) (drivers.Destination, []snapshot.Snapshot, error) {
 	names, err := destinationsFor(cfg, policy, s.from)
 	if err != nil {
 		return nil, nil, err
@@ -538,7 +540,7 @@ func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy str
 			lastErr = err
 			continue
 		}
-		snaps, bad, err := reconcile.ListSnapshotsLenient(ctx, d, n, policy)
+		snaps, bad, err := snapshot.ListSnapshotsLenient(ctx, d, n, policy)
 		if err != nil {
 			d.Close()
 			lastErr = failed(err)
@@ -557,7 +559,7 @@ func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy str
 				}
 			}
 		}
-		sel, err := reconcile.SelectSnapshot(snaps, s.snapshot, h, s.source)
+		sel, err := snapshot.SelectSnapshot(snaps, s.snapshot, h, s.source)
 		if err != nil {
 			d.Close()
 			lastErr = failed(fmt.Errorf("destination %s: %w", n, err))

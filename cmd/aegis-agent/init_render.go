@@ -15,7 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
-	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // plannedFile is a key or secret file init will write with the manifests.
@@ -173,7 +173,7 @@ func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error
 		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
-		body, pub, _, err := newKey(reconcile.KeyKindAge, time.Now())
+		body, pub, _, err := newKey(snapshot.KeyKindAge, time.Now())
 		if err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			body, _, _, err := newKey(reconcile.KeyKindOpenSSL, time.Now())
+			body, _, _, err := newKey(snapshot.KeyKindOpenSSL, time.Now())
 			if err != nil {
 				return err
 			}

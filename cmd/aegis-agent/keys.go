@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 func newKeysCommand(g *globals) *cobra.Command {
@@ -45,7 +47,7 @@ and off this host), or an openssl key file of 64 hex characters on one line
 				out = filepath.Join(g.keysDir, id+".key")
 			}
 			err = writeNewSecret(out, body)
-			g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyGenerated, Object: "Key/" + id, KeyID: id, File: absPath(out),
+			g.audit(observe.AuditEvent{Action: observe.AuditKeyGenerated, Object: "Key/" + id, KeyID: id, File: absPath(out),
 				Outcome: outcomeOf(err), Message: messageOf(err)})
 			if err != nil {
 				return failed(err)
@@ -68,10 +70,10 @@ and off this host), or an openssl key file of 64 hex characters on one line
 		Example: "  aegis-agent keys list\n  aegis-agent keys list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, errs := reconcile.ListKeys(g.keysDir)
+			keys, errs := snapshot.ListKeys(g.keysDir)
 			if asJSON {
 				if keys == nil {
-					keys = []reconcile.KeyInfo{}
+					keys = []snapshot.KeyInfo{}
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -113,8 +115,8 @@ change in the manifest, which is yours (often in Git).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := rotateKey(cmd.OutOrStdout(), g, args[0])
 			if err != nil {
-				g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + args[0], Policy: args[0],
-					Outcome: reconcile.OutcomeFailure, Message: err.Error()})
+				g.audit(observe.AuditEvent{Action: observe.AuditKeyRotated, Object: "BackupPolicy/" + args[0], Policy: args[0],
+					Outcome: observe.OutcomeFailure, Message: err.Error()})
 			}
 			return err
 		},
@@ -126,21 +128,21 @@ change in the manifest, which is yours (often in Git).`,
 // newKey makes the body of a new key file, its public key (age) and its ID.
 func newKey(kind string, now time.Time) (body []byte, public, id string, err error) {
 	switch kind {
-	case reconcile.KeyKindAge:
+	case snapshot.KeyKindAge:
 		ident, err := age.GenerateX25519Identity()
 		if err != nil {
 			return nil, "", "", failed(err)
 		}
 		public = ident.Recipient().String()
 		body = fmt.Appendf(nil, "# created: %s\n# public key: %s\n%s\n", now.UTC().Format(time.RFC3339), public, ident.String())
-		return body, public, reconcile.AgeKeyID(public), nil
-	case reconcile.KeyKindOpenSSL:
+		return body, public, snapshot.AgeKeyID(public), nil
+	case snapshot.KeyKindOpenSSL:
 		var k [32]byte
 		if _, err := rand.Read(k[:]); err != nil {
 			return nil, "", "", failed(err)
 		}
 		pass := hex.EncodeToString(k[:])
-		return []byte(pass + "\n"), "", reconcile.OpenSSLKeyID([]byte(pass)), nil
+		return []byte(pass + "\n"), "", snapshot.OpenSSLKeyID([]byte(pass)), nil
 	}
 	return nil, "", "", invalid(fmt.Errorf("--kind: %q is not age or openssl", kind))
 }
@@ -159,7 +161,7 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 	switch {
 	case enc != nil && enc.OpenSSL != nil:
 		keyFile := enc.OpenSSL.KeyFile
-		old, _, _, err := reconcile.ReadKeyFile(keyFile)
+		old, _, _, err := snapshot.ReadKeyFile(keyFile)
 		if err != nil {
 			return failed(err)
 		}
@@ -173,7 +175,7 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 				return failed(fmt.Errorf("keep the old key: %w", err))
 			}
 		}
-		body, _, id, err := newKey(reconcile.KeyKindOpenSSL, now)
+		body, _, id, err := newKey(snapshot.KeyKindOpenSSL, now)
 		if err != nil {
 			return err
 		}
@@ -181,11 +183,11 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 			return failed(err)
 		}
 		fmt.Fprintf(w, "policy %s: new snapshots use openssl key %s (in %s); the old key %s is kept as %s for restores\n", policy, id, keyFile, old.ID, archive)
-		g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: keyFile,
-			Outcome: reconcile.OutcomeSuccess, Message: "openssl key " + old.ID + " replaced; kept as " + archive + " for restores"})
+		g.audit(observe.AuditEvent{Action: observe.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: keyFile,
+			Outcome: observe.OutcomeSuccess, Message: "openssl key " + old.ID + " replaced; kept as " + archive + " for restores"})
 		return nil
 	case enc != nil && enc.Age != nil:
-		body, public, id, err := newKey(reconcile.KeyKindAge, now)
+		body, public, id, err := newKey(snapshot.KeyKindAge, now)
 		if err != nil {
 			return err
 		}
@@ -196,14 +198,14 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 		fmt.Fprintf(w, "wrote age identity %s (%s); store a copy somewhere safe, off this host\n", id, idFile)
 		if enc.Age.RecipientsFile == "" {
 			fmt.Fprintf(w, "policy %s lists its recipients inline: to rotate, replace the old recipient with\n  %s\nin spec.encryption.age.recipients of the manifest\n", policy, public)
-			g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: idFile,
-				Outcome: reconcile.OutcomePartial, Message: "new age identity written; the manifest's inline recipients must be changed by hand"})
+			g.audit(observe.AuditEvent{Action: observe.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: idFile,
+				Outcome: observe.OutcomePartial, Message: "new age identity written; the manifest's inline recipients must be changed by hand"})
 			return nil
 		}
 		managed := map[string]bool{}
-		keys, _ := reconcile.ListKeys(g.keysDir)
+		keys, _ := snapshot.ListKeys(g.keysDir)
 		for _, k := range keys {
-			if k.Kind == reconcile.KeyKindAge && k.ID != id {
+			if k.Kind == snapshot.KeyKindAge && k.ID != id {
 				managed[k.Fingerprint] = true
 			}
 		}
@@ -224,8 +226,8 @@ func rotateKey(w io.Writer, g *globals, policy string) error {
 			return failed(err)
 		}
 		fmt.Fprintf(w, "policy %s: new snapshots are encrypted to %s (%s); old identities stay in %s for restores\n", policy, id, enc.Age.RecipientsFile, g.keysDir)
-		g.audit(reconcile.AuditEvent{Action: reconcile.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: enc.Age.RecipientsFile,
-			Outcome: reconcile.OutcomeSuccess, Message: "new age recipient " + id + " in " + enc.Age.RecipientsFile + "; identity " + idFile})
+		g.audit(observe.AuditEvent{Action: observe.AuditKeyRotated, Object: "BackupPolicy/" + policy, Policy: policy, KeyID: id, File: enc.Age.RecipientsFile,
+			Outcome: observe.OutcomeSuccess, Message: "new age recipient " + id + " in " + enc.Age.RecipientsFile + "; identity " + idFile})
 		return nil
 	}
 	return invalid(fmt.Errorf("policy %s is not encrypted: nothing to rotate", policy))

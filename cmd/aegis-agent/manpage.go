@@ -6,10 +6,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aegis-backup/aegis/reconcile/observe"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
-
-	"github.com/aegis-backup/aegis/reconcile"
 )
 
 // newManCommand writes the man pages, generated from the command
@@ -40,7 +39,7 @@ func newManCommand() *cobra.Command {
 			header := &doc.GenManHeader{
 				Title:   "AEGIS-AGENT",
 				Section: "1",
-				Source:  "Aegis " + reconcile.Version,
+				Source:  "Aegis " + observe.Version,
 				Manual:  "Aegis manual",
 				Date:    &date,
 			}

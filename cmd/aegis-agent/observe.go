@@ -16,6 +16,8 @@ import (
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/files"
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // obsFlags are the flags of metrics, log bounds and progress.
@@ -40,7 +42,7 @@ func (o *obsFlags) register(persistent, root *pflag.FlagSet) {
 	root.StringVar(&o.metricsAddr, "metrics-addr", envOr("AEGIS_METRICS_ADDR", ""), "serve Prometheus metrics, /healthz and /readyz on this address, such as 127.0.0.1:9917 (default off) (env AEGIS_METRICS_ADDR)")
 	root.StringVar(&o.metricsTextfile, "metrics-textfile", envOr("AEGIS_METRICS_TEXTFILE", ""), "write the metrics to this file after every pass, for node_exporter's textfile collector (env AEGIS_METRICS_TEXTFILE)")
 	persistent.StringVar(&o.logMaxSize, "log-max-size", envOr("AEGIS_LOG_MAX_SIZE", "10MiB"), "rotate agent.log, retention.log and audit.jsonl at this size (env AEGIS_LOG_MAX_SIZE)")
-	persistent.IntVar(&o.logMaxFiles, "log-max-files", envInt("AEGIS_LOG_MAX_FILES", reconcile.DefaultLogMaxFiles), "rotated copies kept of agent.log and of retention.log (env AEGIS_LOG_MAX_FILES)")
+	persistent.IntVar(&o.logMaxFiles, "log-max-files", envInt("AEGIS_LOG_MAX_FILES", observe.DefaultLogMaxFiles), "rotated copies kept of agent.log and of retention.log (env AEGIS_LOG_MAX_FILES)")
 	persistent.StringVar(&o.logMaxAge, "log-max-age", envOr("AEGIS_LOG_MAX_AGE", "90d"), "remove run logs and rotated logs older than this (audit logs excepted) (env AEGIS_LOG_MAX_AGE)")
 	persistent.StringVar(&o.logMaxTotal, "log-max-total", envOr("AEGIS_LOG_MAX_TOTAL", "256MiB"), "bound on the disk use of the log directory; the oldest logs go first, audit logs last (env AEGIS_LOG_MAX_TOTAL)")
 	persistent.BoolVar(&o.noProgress, "no-progress", os.Getenv("AEGIS_NO_PROGRESS") != "", "no progress bars, even on a terminal (env AEGIS_NO_PROGRESS)")
@@ -57,13 +59,13 @@ func commandName(cmd *cobra.Command) string {
 }
 
 // logLimits parses the log bounds.
-func (g *globals) logLimits() (reconcile.LogLimits, error) {
-	var l reconcile.LogLimits
+func (g *globals) logLimits() (observe.LogLimits, error) {
+	var l observe.LogLimits
 	var err error
-	if l.MaxSize, err = reconcile.ParseByteSize(g.obs.logMaxSize); err != nil {
+	if l.MaxSize, err = observe.ParseByteSize(g.obs.logMaxSize); err != nil {
 		return l, fmt.Errorf("--log-max-size: %w", err)
 	}
-	if l.MaxTotal, err = reconcile.ParseByteSize(g.obs.logMaxTotal); err != nil {
+	if l.MaxTotal, err = observe.ParseByteSize(g.obs.logMaxTotal); err != nil {
 		return l, fmt.Errorf("--log-max-total: %w", err)
 	}
 	if l.MaxAge, err = v1.ParseRetentionDuration(g.obs.logMaxAge); err != nil {
@@ -89,7 +91,7 @@ func (g *globals) observeOptions() reconcile.ObserveOptions {
 		MetricsTextfile: g.obs.metricsTextfile,
 	}
 	if g.obs.command != "" {
-		o.Actor = reconcile.CurrentActor()
+		o.Actor = observe.CurrentActor()
 	}
 	if g.obs.progress != nil {
 		o.Progress = g.obs.progress
@@ -99,16 +101,16 @@ func (g *globals) observeOptions() reconcile.ObserveOptions {
 
 // audit writes one line to the audit log for a command run by hand;
 // a failure to write it is reported and does not fail the command.
-func (g *globals) audit(ev reconcile.AuditEvent) {
+func (g *globals) audit(ev observe.AuditEvent) {
 	if g.logDir == "" {
 		return
 	}
 	limits, err := g.logLimits()
 	if err != nil {
-		limits = reconcile.LogLimits{}
+		limits = observe.LogLimits{}
 	}
 	host, _ := os.Hostname()
-	al, err := reconcile.OpenAudit(g.logDir, limits, host, reconcile.CurrentActor(), nil)
+	al, err := observe.OpenAudit(g.logDir, limits, host, observe.CurrentActor(), nil)
 	if err == nil {
 		if ev.Command == "" {
 			ev.Command = g.obs.command
@@ -125,9 +127,9 @@ func (g *globals) audit(ev reconcile.AuditEvent) {
 
 func outcomeOf(err error) string {
 	if err != nil {
-		return reconcile.OutcomeFailure
+		return observe.OutcomeFailure
 	}
-	return reconcile.OutcomeSuccess
+	return observe.OutcomeSuccess
 }
 
 func messageOf(err error) string {
@@ -163,13 +165,13 @@ func serveMetrics(ctx context.Context, g *globals, a *reconcile.Agent, log *slog
 // restoreAll restores the snapshots of one run, one source after the
 // other, with a progress bar each on a terminal, runs then (loading the
 // dumps into loadInto, when set), and writes one audit line for it all.
-func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []reconcile.Snapshot, target string, keys *reconcile.KeyRing, loadInto string, then func() error) error {
+func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []snapshot.Snapshot, target string, keys *snapshot.KeyRing, loadInto string, then func() error) error {
 	prog := g.obs.progress
 	out := cmd.OutOrStdout()
 	if prog != nil {
 		out = prog.Wrap(out)
 	}
-	ev := reconcile.AuditEvent{Action: reconcile.AuditRestoreRun, File: absPath(target)}
+	ev := observe.AuditEvent{Action: observe.AuditRestoreRun, File: absPath(target)}
 	var err error
 	for _, s := range snaps {
 		m := s.Manifest
@@ -179,10 +181,10 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []r
 		item := fmt.Sprintf("restore %s ← %s", m.Source, s.Destination)
 		if prog != nil {
 			prog.Begin(item, readTotal(s))
-			src = reconcile.ProgressDestination(d, prog, item)
+			src = observe.ProgressDestination(d, prog, item)
 		}
 		var st files.ExtractStats
-		st, err = reconcile.Restore(cmd.Context(), src, s, reconcile.RestoreOptions{Target: target, Keys: keys})
+		st, err = snapshot.Restore(cmd.Context(), src, s, snapshot.RestoreOptions{Target: target, Keys: keys})
 		if prog != nil {
 			prog.End(item, err)
 		}
@@ -208,7 +210,7 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []r
 	}
 	ev.Outcome, ev.Message = outcomeOf(err), messageOf(err)
 	if err != nil && len(ev.Sources) > 0 {
-		ev.Outcome = reconcile.OutcomePartial
+		ev.Outcome = observe.OutcomePartial
 	}
 	g.audit(ev)
 	return err
@@ -216,8 +218,8 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []r
 
 // auditRestore writes the audit line of a restore made elsewhere than into
 // a directory (a Docker volume).
-func auditRestore(g *globals, snaps []reconcile.Snapshot, into string, err error) {
-	ev := reconcile.AuditEvent{Action: reconcile.AuditRestoreRun, File: into, Outcome: outcomeOf(err), Message: messageOf(err)}
+func auditRestore(g *globals, snaps []snapshot.Snapshot, into string, err error) {
+	ev := observe.AuditEvent{Action: observe.AuditRestoreRun, File: into, Outcome: outcomeOf(err), Message: messageOf(err)}
 	for _, s := range snaps {
 		m := s.Manifest
 		ev.Object = "Snapshot/" + m.Host + "/" + m.Policy + "/" + m.ID
@@ -232,7 +234,7 @@ func auditRestore(g *globals, snaps []reconcile.Snapshot, into string, err error
 // readTotal is how many bytes restoring or verifying s reads: every object
 // once (twice in openssl mode, which checks each object before decrypting
 // it).
-func readTotal(s reconcile.Snapshot) int64 {
+func readTotal(s snapshot.Snapshot) int64 {
 	if s.Manifest.Encryption.Algorithm == "openssl" {
 		return 2 * s.Size
 	}
@@ -240,14 +242,14 @@ func readTotal(s reconcile.Snapshot) int64 {
 }
 
 // verifyOne verifies one snapshot with a progress bar on a terminal.
-func verifyOne(ctx context.Context, g *globals, d drivers.Destination, s reconcile.Snapshot, keys *reconcile.KeyRing) reconcile.VerifyResult {
+func verifyOne(ctx context.Context, g *globals, d drivers.Destination, s snapshot.Snapshot, keys *snapshot.KeyRing) snapshot.VerifyResult {
 	prog := g.obs.progress
 	if prog == nil {
-		return reconcile.Verify(ctx, d, s, keys)
+		return snapshot.Verify(ctx, d, s, keys)
 	}
 	item := fmt.Sprintf("verify %s/%s @ %s", s.Manifest.Policy, s.Manifest.Source, s.Destination)
 	prog.Begin(item, s.Size)
-	r := reconcile.Verify(ctx, reconcile.ProgressDestination(d, prog, item), s, keys)
+	r := snapshot.Verify(ctx, observe.ProgressDestination(d, prog, item), s, keys)
 	prog.End(item, r.Err)
 	return r
 }

@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aegis-backup/aegis/reconcile/observe"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
-
-	"github.com/aegis-backup/aegis/reconcile"
 )
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
@@ -144,12 +143,12 @@ func (p *termProgress) End(item string, err error) {
 		}
 	}
 	took := time.Since(it.start)
-	line := fmt.Sprintf("✓ %s  %s in %s", it.name, reconcile.FormatBytes(it.n), took.Round(100*time.Millisecond))
+	line := fmt.Sprintf("✓ %s  %s in %s", it.name, observe.FormatBytes(it.n), took.Round(100*time.Millisecond))
 	if s := took.Seconds(); s > 0.5 {
-		line += fmt.Sprintf(" (%s/s)", reconcile.FormatBytes(int64(float64(it.n)/s)))
+		line += fmt.Sprintf(" (%s/s)", observe.FormatBytes(int64(float64(it.n)/s)))
 	}
 	if err != nil {
-		line = fmt.Sprintf("✗ %s  failed after %s: %v", it.name, reconcile.FormatBytes(it.n), err)
+		line = fmt.Sprintf("✗ %s  failed after %s: %v", it.name, observe.FormatBytes(it.n), err)
 	}
 	p.clear()
 	fmt.Fprintln(p.out, p.fit(line))
@@ -235,4 +234,4 @@ func (p *termProgress) Close() {
 }
 
 // Interface guard.
-var _ reconcile.Progress = (*termProgress)(nil)
+var _ observe.Progress = (*termProgress)(nil)

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/retention"
 )
 
 func newPruneCommand(g *globals) *cobra.Command {
@@ -60,7 +61,7 @@ could not be listed).`,
 			}
 			if asJSON {
 				if reports == nil {
-					reports = []*reconcile.PruneReport{}
+					reports = []*retention.PruneReport{}
 				}
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -90,7 +91,7 @@ could not be listed).`,
 
 // printPrune writes the reports for a person: per policy and destination,
 // every snapshot with what happens to it and why.
-func printPrune(w io.Writer, reports []*reconcile.PruneReport) {
+func printPrune(w io.Writer, reports []*retention.PruneReport) {
 	for _, r := range reports {
 		if r.Error != "" {
 			fmt.Fprintf(w, "policy %s: not pruned: %s\n", r.Policy, r.Error)
@@ -111,7 +112,7 @@ func printPrune(w io.Writer, reports []*reconcile.PruneReport) {
 				fmt.Fprintf(w, "    %s\n", d.Message)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			rows := append(append([]reconcile.SnapshotVerdict(nil), d.Keep...), d.Delete...)
+			rows := append(append([]retention.SnapshotVerdict(nil), d.Keep...), d.Delete...)
 			sortRows(rows)
 			for _, s := range rows {
 				action, why := "keep", strings.Join(s.Rules, ", ")
@@ -138,7 +139,7 @@ func printPrune(w io.Writer, reports []*reconcile.PruneReport) {
 	}
 }
 
-func destinationLine(dryRun bool, d *reconcile.DestinationPrune) string {
+func destinationLine(dryRun bool, d *retention.DestinationPrune) string {
 	switch {
 	case d.Result == v1.ResultFailed && len(d.Keep)+len(d.Delete) == 0:
 		return "failed"
@@ -160,8 +161,8 @@ func destinationLine(dryRun bool, d *reconcile.DestinationPrune) string {
 }
 
 // sortRows orders snapshots by source, newest first.
-func sortRows(rows []reconcile.SnapshotVerdict) {
-	slices.SortFunc(rows, func(a, b reconcile.SnapshotVerdict) int {
+func sortRows(rows []retention.SnapshotVerdict) {
+	slices.SortFunc(rows, func(a, b retention.SnapshotVerdict) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), b.Time.Compare(a.Time), cmp.Compare(b.ID, a.ID))
 	})
 }

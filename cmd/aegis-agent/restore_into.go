@@ -19,7 +19,7 @@ import (
 	"github.com/aegis-backup/aegis/drivers/files"
 	"github.com/aegis-backup/aegis/drivers/mysql"
 	"github.com/aegis-backup/aegis/drivers/postgres"
-	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // restoreInto holds the restore flags that go past --target: straight into
@@ -64,7 +64,7 @@ func (ri *restoreInto) check(target string) error {
 
 // restoreVolumes restores the one dockerVolume snapshot selected straight
 // into Docker volumes, as --to-volume says.
-func (ri *restoreInto) restoreVolumesOf(ctx context.Context, out io.Writer, d drivers.Destination, snaps []reconcile.Snapshot, keys *reconcile.KeyRing) error {
+func (ri *restoreInto) restoreVolumesOf(ctx context.Context, out io.Writer, d drivers.Destination, snaps []snapshot.Snapshot, keys *snapshot.KeyRing) error {
 	for _, s := range snaps {
 		if s.Manifest.SourceKind != "dockerVolume" {
 			return invalid(fmt.Errorf("--to-volume restores dockerVolume sources only; source %s is a %s source: choose one with --source", s.Manifest.Source, s.Manifest.SourceKind))
@@ -78,7 +78,7 @@ func (ri *restoreInto) restoreVolumesOf(ctx context.Context, out io.Writer, d dr
 
 // checkLoad refuses a --load-into that cannot apply to the snapshots,
 // before anything is restored.
-func (ri *restoreInto) checkLoad(snaps []reconcile.Snapshot) error {
+func (ri *restoreInto) checkLoad(snaps []snapshot.Snapshot) error {
 	if ri.loadInto == "" {
 		return nil
 	}
@@ -99,7 +99,7 @@ func (ri *restoreInto) checkLoad(snaps []reconcile.Snapshot) error {
 
 // loadAll loads the database dumps restored under target, when
 // --load-into asks for it.
-func (ri *restoreInto) loadAll(ctx context.Context, out io.Writer, snaps []reconcile.Snapshot, target string) error {
+func (ri *restoreInto) loadAll(ctx context.Context, out io.Writer, snaps []snapshot.Snapshot, target string) error {
 	if ri.loadInto == "" {
 		return nil
 	}
@@ -139,7 +139,7 @@ func (ri *restoreInto) volumeMap(m *v1.SnapshotManifest) (map[string]string, err
 // restoreVolumes restores a dockerVolume snapshot straight into Docker
 // volumes. Each target volume holds a .aegis-restore-incomplete file until
 // its data was completely verified.
-func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d drivers.Destination, s reconcile.Snapshot, keys *reconcile.KeyRing) error {
+func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d drivers.Destination, s snapshot.Snapshot, keys *snapshot.KeyRing) error {
 	m := s.Manifest
 	vmap, err := ri.volumeMap(m)
 	if err != nil {
@@ -174,7 +174,7 @@ func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d driv
 		}
 		return st, nil
 	}
-	if _, err := reconcile.Restore(ctx, d, s, reconcile.RestoreOptions{Keys: keys, Unpack: unpack}); err != nil {
+	if _, err := snapshot.Restore(ctx, d, s, snapshot.RestoreOptions{Keys: keys, Unpack: unpack}); err != nil {
 		return failed(fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, err))
 	}
 	for from, mp := range mounts {

@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
 // Policy states in the status table, worst first.
@@ -253,7 +254,7 @@ func overdue(p *v1.BackupPolicy, st v1.ObjectStatus, now time.Time) (bool, strin
 	if p.Spec.Suspend {
 		return false, ""
 	}
-	interval := reconcile.ScheduleInterval(p, now)
+	interval := observe.ScheduleInterval(p, now)
 	if interval <= 0 {
 		return false, ""
 	}

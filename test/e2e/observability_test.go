@@ -23,13 +23,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aegis-backup/aegis/reconcile/observe"
 	"github.com/creack/pty"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
-
-	"github.com/aegis-backup/aegis/reconcile"
 )
 
 // obsPolicies is a policy that succeeds and one whose destination fails
@@ -298,18 +297,18 @@ func TestNotificationsWithoutAStorm(t *testing.T) {
 	}
 	reqs := srv.requests()
 	hook := reqs[3]
-	if got, want := hook.headers.Get("X-Aegis-Signature"), reconcile.Sign([]byte("hmac-key-for-the-test"), hook.body); got != want {
+	if got, want := hook.headers.Get("X-Aegis-Signature"), observe.Sign([]byte("hmac-key-for-the-test"), hook.body); got != want {
 		t.Errorf("signature %q, want %q", got, want)
 	}
 	if reqs[2].headers.Get("X-Aegis-Delivery") != hook.headers.Get("X-Aegis-Delivery") {
 		t.Error("a retry has another delivery ID")
 	}
-	var body reconcile.WebhookBody
+	var body observe.WebhookBody
 	if err := json.Unmarshal(hook.body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if body.Event != reconcile.EventFailure || body.Policy != "bad" || body.Result != "Failed" || body.ConsecutiveFailures != 1 ||
-		len(body.Reasons) != 1 || body.Reasons[0] != reconcile.FailureDestinationUnreachable ||
+	if body.Event != observe.EventFailure || body.Policy != "bad" || body.Result != "Failed" || body.ConsecutiveFailures != 1 ||
+		len(body.Reasons) != 1 || body.Reasons[0] != observe.FailureDestinationUnreachable ||
 		!strings.Contains(body.Message, "destination broken is not usable") || body.LogFile == "" || body.Text == "" {
 		t.Errorf("webhook body %+v", body)
 	}
@@ -329,7 +328,7 @@ func TestNotificationsWithoutAStorm(t *testing.T) {
 		t.Fatalf("requests after the fix: %s", got)
 	}
 	json.Unmarshal(reqs[2].body, &body)
-	if body.Event != reconcile.EventRecovery || body.Result != "Succeeded" {
+	if body.Event != observe.EventRecovery || body.Result != "Succeeded" {
 		t.Errorf("recovery %+v", body)
 	}
 	// A success after a success is quiet (onSuccess is not set).
@@ -358,12 +357,12 @@ func TestNotificationFailureNeverFailsTheBackup(t *testing.T) {
 
 // auditLines reads every audit line of the log directory, rotated copies
 // first.
-func auditLines(t *testing.T, dir string) []reconcile.AuditEvent {
+func auditLines(t *testing.T, dir string) []observe.AuditEvent {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "audit.*.jsonl"))
 	sort.Strings(files)
 	files = append(files, filepath.Join(dir, "audit.jsonl"))
-	var out []reconcile.AuditEvent
+	var out []observe.AuditEvent
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -371,7 +370,7 @@ func auditLines(t *testing.T, dir string) []reconcile.AuditEvent {
 		}
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
-			var ev reconcile.AuditEvent
+			var ev observe.AuditEvent
 			dec := json.NewDecoder(strings.NewReader(sc.Text()))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&ev); err != nil {
@@ -463,7 +462,7 @@ spec:
 	if strings.Join(normed, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("audit lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	byAction := map[string]reconcile.AuditEvent{}
+	byAction := map[string]observe.AuditEvent{}
 	for _, ev := range lines {
 		byAction[ev.Action] = ev
 	}
@@ -708,7 +707,7 @@ func TestLogDirectoryStaysWithinItsBound(t *testing.T) {
 	// No audit line was lost: the audit copies go last.
 	n := 0
 	for _, ev := range auditLines(t, e.logs) {
-		if ev.Action == reconcile.AuditBackupPublished {
+		if ev.Action == observe.AuditBackupPublished {
 			n++
 		}
 	}

@@ -24,7 +24,7 @@ import (
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
-	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/retention"
 	"github.com/aegis-backup/aegis/test/testenv"
 )
 
@@ -209,10 +209,10 @@ func (e *env) runAt(at time.Time, args ...string) result {
 	return result{args: args, code: code, stdout: out.String(), stderr: errb.String()}
 }
 
-func (e *env) pruneJSON(at time.Time, args ...string) ([]reconcile.PruneReport, result) {
+func (e *env) pruneJSON(at time.Time, args ...string) ([]retention.PruneReport, result) {
 	e.t.Helper()
 	r := e.runAt(at, append([]string{"prune", "--json"}, args...)...)
-	var reps []reconcile.PruneReport
+	var reps []retention.PruneReport
 	if err := json.Unmarshal([]byte(r.stdout), &reps); err != nil {
 		e.t.Fatalf("prune --json: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
 	}
@@ -220,7 +220,7 @@ func (e *env) pruneJSON(at time.Time, args ...string) ([]reconcile.PruneReport, 
 }
 
 // retentionLog reads the retention log's entries.
-func (e *env) retentionLog() []reconcile.RetentionEntry {
+func (e *env) retentionLog() []retention.RetentionEntry {
 	e.t.Helper()
 	f, err := os.Open(filepath.Join(e.logs, "retention.log"))
 	if os.IsNotExist(err) {
@@ -230,10 +230,10 @@ func (e *env) retentionLog() []reconcile.RetentionEntry {
 		e.t.Fatal(err)
 	}
 	defer f.Close()
-	var out []reconcile.RetentionEntry
+	var out []retention.RetentionEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var en reconcile.RetentionEntry
+		var en retention.RetentionEntry
 		if err := json.Unmarshal(sc.Bytes(), &en); err != nil {
 			e.t.Fatalf("retention.log line %q: %v", sc.Text(), err)
 		}
@@ -404,7 +404,7 @@ func testRetentionTimeline(t *testing.T, e *env, s store) {
 	gone := []int{1, 2, 3, 5, 6}
 	now := berlin(t, "2026-10-26 12:00 CET")
 
-	checkVerdicts := func(dp *reconcile.DestinationPrune) {
+	checkVerdicts := func(dp *retention.DestinationPrune) {
 		t.Helper()
 		keep := map[string]string{}
 		for _, k := range dp.Keep {

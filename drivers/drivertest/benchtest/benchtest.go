@@ -20,7 +20,7 @@ import (
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
-	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // benchSize is the size of the backup the pipeline benchmarks store: 1 GiB
@@ -105,7 +105,7 @@ func BenchPipeline(b *testing.B, src string, dest *v1.Destination) {
 			Encryption:   &v1.Encryption{None: true},
 		},
 	}
-	r := &reconcile.Runner{Host: "bench-" + strconv.Itoa(rand.IntN(1e6)), Now: time.Now}
+	r := &snapshot.Runner{Host: "bench-" + strconv.Itoa(rand.IntN(1e6)), Now: time.Now}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b.SetBytes(benchSize)
 	b.ResetTimer()
@@ -113,7 +113,7 @@ func BenchPipeline(b *testing.B, src string, dest *v1.Destination) {
 	for b.Loop() {
 		readRSS := peakRSS()
 		heap = max(heap, peakHeap(func() {
-			res := r.Backup(context.Background(), log, reconcile.BackupRequest{Policy: p, Destinations: map[string]*v1.Destination{dest.Metadata.Name: dest}})
+			res := r.Backup(context.Background(), log, snapshot.BackupRequest{Policy: p, Destinations: map[string]*v1.Destination{dest.Metadata.Name: dest}})
 			if res.Result != v1.ResultSucceeded {
 				b.Fatalf("backup: %+v", res)
 			}

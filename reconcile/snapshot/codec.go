@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"bufio"
@@ -304,18 +304,6 @@ func (d *decoder) ageDecrypt(m *v1.SnapshotManifest, r io.Reader) (io.Reader, er
 		return nil, fmt.Errorf("decrypt snapshot %s: %w", m.ID, err)
 	}
 	return dr, nil
-}
-
-// checkSecretMode refuses a key or secret file readable by group or others.
-func checkSecretMode(name string) error {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("secret file %s is readable by group or others (mode %04o); chmod 600 it", name, fi.Mode().Perm())
-	}
-	return nil
 }
 
 // seal finishes a manifest for storage: in openssl mode it adds the HMAC;

@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"context"
@@ -13,10 +13,8 @@ import (
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
-
-// Version is the agent's version, recorded in every snapshot manifest.
-var Version = "dev"
 
 // BackupRequest is one run of a policy.
 type BackupRequest struct {
@@ -25,9 +23,9 @@ type BackupRequest struct {
 	// Source limits the run to one source; empty means all.
 	Source        string
 	ScheduledTime time.Time
-	// Progress hears the bytes each source produces and each destination
+	// observe.Progress hears the bytes each source produces and each destination
 	// receives; nil for none.
-	Progress Progress
+	Progress observe.Progress
 }
 
 // Runner performs backups. It holds no per-run state.
@@ -47,7 +45,7 @@ func (r *Runner) Backup(ctx context.Context, log *slog.Logger, req BackupRequest
 }
 
 func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest) *v1.RunResult {
-	ctx = withProgress(ctx, req.Progress)
+	ctx = observe.WithProgress(ctx, req.Progress)
 	p := req.Policy
 	start := r.Now()
 	id := v1.NewSnapshotID(start)
@@ -98,7 +96,7 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 			log.Error("destination check failed", "destination", name, "err", err)
 			continue
 		}
-		dests = append(dests, openDest{name, trackDest(ctx, d, name)})
+		dests = append(dests, openDest{name, observe.TrackDest(ctx, d, name)})
 	}
 
 	var sources []v1.Source
@@ -220,12 +218,12 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 		Policy:        p.Metadata.Name,
 		Source:        src.Name,
 		SourceKind:    src.Driver(),
-		Agent:         "aegis-agent " + Version,
+		Agent:         "aegis-agent " + observe.Version,
 	}, targets)
 
 	log.Info("source started", "driver", src.Driver())
-	stats, err := drv.Backup(ctx, trackSource(ctx, sw, src.Name))
-	progressFrom(ctx).End(sourceItem(src.Name), err)
+	stats, err := drv.Backup(ctx, observe.TrackSource(ctx, sw, src.Name))
+	observe.ProgressFrom(ctx).End(observe.SourceItem(src.Name), err)
 	sr.Files, sr.BytesRead, sr.Warnings, sr.Meta = stats.Files, stats.BytesRead, stats.Warnings, stats.Meta
 	for _, w := range stats.Warnings {
 		log.Warn("source warning", "warning", w)

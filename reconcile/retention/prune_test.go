@@ -1,4 +1,4 @@
-package reconcile
+package retention
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/local"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // errInjected is the failure faultDest injects.
@@ -183,7 +184,7 @@ func putSnapshot(t testing.TB, dest drivers.Destination, host, policy, source st
 func intact(t *testing.T, dest drivers.Destination, m *v1.SnapshotManifest) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := readManifest(ctx, dest, m.ManifestKey()); err != nil {
+	if _, err := snapshot.ReadManifest(ctx, dest, m.ManifestKey()); err != nil {
 		t.Errorf("kept snapshot %s/%s is damaged: %v", m.Source, m.ID, err)
 		return
 	}
@@ -230,9 +231,16 @@ func keysOfSnapshots(ms ...*v1.SnapshotManifest) []string {
 }
 
 func testPolicy(name string, r *v1.Retention) *v1.BackupPolicy {
-	p := policy(name, "@daily")
-	p.Spec.Retention = r
-	return p
+	return &v1.BackupPolicy{
+		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindBackupPolicy},
+		Metadata: v1.ObjectMeta{Name: name},
+		Spec: v1.BackupPolicySpec{
+			Schedule:     "@daily",
+			Sources:      []v1.Source{{Name: "site", Files: &v1.FilesSource{Paths: []string{"/var/www"}}}},
+			Destinations: []string{"disk"},
+			Retention:    r,
+		},
+	}
 }
 
 func fixedClock(t time.Time) func() time.Time { return func() time.Time { return t } }
@@ -515,7 +523,7 @@ func TestPruneKilledBetweenManifestAndData(t *testing.T) {
 		intact(t, w.dest, m)
 	}
 	// The snapshot is gone from every listing, though its data is young.
-	snaps, err := ListSnapshots(context.Background(), w.dest, "disk", "web")
+	snaps, err := snapshot.ListSnapshots(context.Background(), w.dest, "disk", "web")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package reconcile
+package observe
 
 import (
 	"bytes"
@@ -53,10 +53,10 @@ const (
 // removed).
 const SignatureHeader = "X-Aegis-Signature"
 
-// policyHealth is what the agent remembers of a policy's run of luck, kept
+// Health is what the agent remembers of a policy's run of luck, kept
 // in the state store so that it survives restarts and holds across the
 // agent, --once and `run` alike.
-type policyHealth struct {
+type Health struct {
 	ConsecutiveFailures int       `json:"consecutiveFailures"`
 	Failing             bool      `json:"failing"`
 	FailingSince        time.Time `json:"failingSince,omitzero"`
@@ -66,11 +66,11 @@ type policyHealth struct {
 	SourceAttempt map[string]time.Time `json:"sourceAttempt,omitempty"`
 }
 
-// nextHealth folds a finished run into the health of its policy and says
+// NextHealth folds a finished run into the health of its policy and says
 // which webhook event, if any, it calls for. It is pure: the storm control
 // (one message when a policy starts failing, a reminder a day, one when it
 // recovers) is decided here and table-tested.
-func nextHealth(prev policyHealth, res *v1.RunResult, now time.Time, onSuccess bool) (policyHealth, string) {
+func NextHealth(prev Health, res *v1.RunResult, now time.Time, onSuccess bool) (Health, string) {
 	h := prev
 	h.SourceSuccess = cloneTimes(prev.SourceSuccess)
 	h.SourceAttempt = cloneTimes(prev.SourceAttempt)
@@ -136,8 +136,8 @@ type WebhookBody struct {
 	Agent               string                 `json:"agent"`
 }
 
-// newWebhookBody describes a finished run for its webhooks.
-func newWebhookBody(event, host, policy string, res *v1.RunResult, h policyHealth, now time.Time) WebhookBody {
+// NewWebhookBody describes a finished run for its webhooks.
+func NewWebhookBody(event, host, policy string, res *v1.RunResult, h Health, now time.Time) WebhookBody {
 	b := WebhookBody{
 		Event: event, Time: now.UTC(), Host: host, Policy: policy,
 		Result: res.Result, SnapshotID: res.SnapshotID, StartTime: res.StartTime.UTC(), Duration: res.Duration,
@@ -156,7 +156,7 @@ func newWebhookBody(event, host, policy string, res *v1.RunResult, h policyHealt
 		b.FailingSince = &t
 	}
 	if res.Result != v1.ResultSucceeded {
-		b.Message = runErrors(res)
+		b.Message = RunErrors(res)
 	}
 	switch event {
 	case EventFailure:
@@ -299,7 +299,7 @@ func Sign(key, body []byte) string {
 }
 
 func readWebhookSecret(name string) ([]byte, error) {
-	if err := checkSecretMode(name); err != nil {
+	if err := v1.CheckSecretFile(name); err != nil {
 		return nil, fmt.Errorf("webhook secret: %w", err)
 	}
 	b, err := os.ReadFile(name)
@@ -347,7 +347,7 @@ func (n *Notifier) deliver(ctx context.Context, target, contentType string, body
 			return errors.New("invalid URL")
 		}
 		req.Header.Set("Content-Type", contentType)
-		req.Header.Set("User-Agent", "aegis-agent/"+Version)
+		req.Header.Set("User-Agent", UserAgent())
 		for k, v := range headers {
 			req.Header[k] = v
 		}
@@ -409,15 +409,35 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// pingBody is the text a ping carries: healthchecks.io shows it with the
+// PingBody is the text a ping carries: healthchecks.io shows it with the
 // ping, which tells the person paged what broke.
-func pingBody(host, policy string, res *v1.RunResult) string {
+func PingBody(host, policy string, res *v1.RunResult) string {
 	s := fmt.Sprintf("aegis-agent %s: policy %s on %s: %s in %s, snapshot %s\n", Version, policy, host, res.Result, res.Duration, res.SnapshotID)
 	if res.Result != v1.ResultSucceeded {
-		s += runErrors(res) + "\n"
+		s += RunErrors(res) + "\n"
 	}
 	if res.LogFile != "" {
 		s += "log: " + res.LogFile + "\n"
 	}
 	return s
+}
+
+// RunErrors says what failed in a run, one clause per failed source or
+// destination, or the run's result when nothing did.
+func RunErrors(r *v1.RunResult) string {
+	var msgs []string
+	for _, s := range r.Sources {
+		if s.Error != "" {
+			msgs = append(msgs, fmt.Sprintf("source %s: %s", s.Name, s.Error))
+		}
+	}
+	for _, d := range r.Destinations {
+		if d.Error != "" {
+			msgs = append(msgs, fmt.Sprintf("destination %s: %s", d.Name, d.Error))
+		}
+	}
+	if len(msgs) == 0 {
+		return r.Result
+	}
+	return strings.Join(msgs, "; ")
 }

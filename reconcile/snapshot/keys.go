@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
+	v1 "github.com/aegis-backup/aegis/api/v1"
 )
 
 // Key kinds.
@@ -75,7 +76,7 @@ func AgeKeyID(recipient string) string {
 // ReadKeyFile reads an age identity file or an openssl key file and
 // describes it. A key file readable by group or others is refused.
 func ReadKeyFile(name string) (KeyInfo, []age.Identity, []byte, error) {
-	if err := checkSecretMode(name); err != nil {
+	if err := v1.CheckSecretFile(name); err != nil {
 		return KeyInfo{}, nil, nil, err
 	}
 	body, err := os.ReadFile(name)

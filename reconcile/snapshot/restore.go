@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"archive/tar"
@@ -61,7 +61,7 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 		if policy != "" && pol != policy {
 			continue
 		}
-		m, err := readManifest(ctx, dest, o.Key)
+		m, err := ReadManifest(ctx, dest, o.Key)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("destination %s: %w", destName, err))
 			continue
@@ -82,7 +82,9 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 	return out, bad, nil
 }
 
-func readManifest(ctx context.Context, dest drivers.Destination, key string) (*v1.SnapshotManifest, error) {
+// ReadManifest reads and checks the manifest under key: its format version,
+// and that its host, policy, source and ID agree with its path.
+func ReadManifest(ctx context.Context, dest drivers.Destination, key string) (*v1.SnapshotManifest, error) {
 	rc, err := dest.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)

@@ -1,4 +1,4 @@
-package reconcile
+package observe
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aegis-backup/aegis/reconcile/atomicfile"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -318,19 +320,28 @@ func ScheduleInterval(p *v1.BackupPolicy, now time.Time) time.Duration {
 	return longest
 }
 
-// policyView is what the gauges of one policy are computed from.
-type policyView struct {
-	policy  *v1.BackupPolicy
-	record  ObjectRecord
-	health  policyHealth
-	next    time.Time
-	running bool
+// PolicyView is what the gauges of one policy are computed from.
+type PolicyView struct {
+	Policy      *v1.BackupPolicy
+	LastSuccess time.Time
+	LastAttempt time.Time
+	LastRun     *v1.RunResult
+	Health      Health
+	Next        time.Time
+	Running     bool
+}
+
+// DestinationView is the last reachability check of a destination.
+type DestinationView struct {
+	Checked   bool
+	CheckTime time.Time
+	Error     string
 }
 
 // sync sets every gauge from the recorded state: level-triggered, like the
 // reconcile loop, so a restarted agent exports the right values at once.
 // Series of policies, sources and destinations that went away are removed.
-func (m *Metrics) sync(views map[string]policyView, dests map[string]ObjectRecord, manifestErrors int) {
+func (m *Metrics) Sync(views map[string]PolicyView, dests map[string]DestinationView, manifestErrors int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -344,7 +355,7 @@ func (m *Metrics) sync(views map[string]policyView, dests map[string]ObjectRecor
 			continue
 		}
 		keep := map[string]bool{}
-		for _, s := range v.policy.Spec.Sources {
+		for _, s := range v.Policy.Spec.Sources {
 			keep[s.Name] = true
 		}
 		for s := range srcs {
@@ -360,15 +371,14 @@ func (m *Metrics) sync(views map[string]policyView, dests map[string]ObjectRecor
 		if m.known[name] == nil {
 			m.known[name] = map[string]bool{}
 		}
-		pr := v.record.Policy
-		setTime(m.lastSuccess, pr.LastSuccessfulTime, name)
-		setTime(m.lastAttempt, pr.LastAttemptTime, name)
-		setTime(m.nextRun, v.next, name)
-		m.consecutiveFailures.WithLabelValues(name).Set(float64(v.health.ConsecutiveFailures))
-		m.scheduleInterval.WithLabelValues(name).Set(ScheduleInterval(v.policy, now).Seconds())
-		m.suspended.WithLabelValues(name).Set(boolFloat(v.policy.Spec.Suspend))
-		m.running.WithLabelValues(name).Set(boolFloat(v.running))
-		if lr := v.record.LastRun; lr != nil {
+		setTime(m.lastSuccess, v.LastSuccess, name)
+		setTime(m.lastAttempt, v.LastAttempt, name)
+		setTime(m.nextRun, v.Next, name)
+		m.consecutiveFailures.WithLabelValues(name).Set(float64(v.Health.ConsecutiveFailures))
+		m.scheduleInterval.WithLabelValues(name).Set(ScheduleInterval(v.Policy, now).Seconds())
+		m.suspended.WithLabelValues(name).Set(boolFloat(v.Policy.Spec.Suspend))
+		m.running.WithLabelValues(name).Set(boolFloat(v.Running))
+		if lr := v.LastRun; lr != nil {
 			d, _ := time.ParseDuration(lr.Duration)
 			m.lastDuration.WithLabelValues(name).Set(d.Seconds())
 			m.lastRunSuccess.WithLabelValues(name).Set(boolFloat(lr.Result == v1.ResultSucceeded))
@@ -385,12 +395,12 @@ func (m *Metrics) sync(views map[string]policyView, dests map[string]ObjectRecor
 			m.lastDuration.DeleteLabelValues(name)
 			m.lastRunSuccess.DeleteLabelValues(name)
 		}
-		for _, s := range v.policy.Spec.Sources {
-			if t, ok := v.health.SourceSuccess[s.Name]; ok {
+		for _, s := range v.Policy.Spec.Sources {
+			if t, ok := v.Health.SourceSuccess[s.Name]; ok {
 				m.known[name][s.Name] = true
 				setTime(m.srcLastSuccess, t, name, s.Name)
 			}
-			if t, ok := v.health.SourceAttempt[s.Name]; ok {
+			if t, ok := v.Health.SourceAttempt[s.Name]; ok {
 				m.known[name][s.Name] = true
 				setTime(m.srcLastAttempt, t, name, s.Name)
 			}
@@ -402,22 +412,22 @@ func (m *Metrics) sync(views map[string]policyView, dests map[string]ObjectRecor
 		if !r.Checked {
 			continue
 		}
-		m.destUp.WithLabelValues(name).Set(boolFloat(r.CheckError == ""))
-		setTime(m.destLastCheck, r.LastCheckTime, name)
+		m.destUp.WithLabelValues(name).Set(boolFloat(r.Error == ""))
+		setTime(m.destLastCheck, r.CheckTime, name)
 	}
 	m.manifestErrs.Set(float64(manifestErrors))
 	m.policies.Set(float64(len(views)))
 }
 
-// inventoryEntry is what one source of one policy holds on a destination.
-type inventoryEntry struct {
+// InventoryEntry is what one source of one policy holds on a destination.
+type InventoryEntry struct {
 	Snapshots int
 	Bytes     int64
 	Newest    time.Time
 }
 
-// setInventory replaces the destination gauges of (destination, policy).
-func (m *Metrics) setInventory(destination, policy string, inv map[string]inventoryEntry) {
+// SetInventory replaces the destination gauges of (destination, policy).
+func (m *Metrics) SetInventory(destination, policy string, inv map[string]InventoryEntry) {
 	for _, g := range []*prometheus.GaugeVec{m.destSnapshots, m.destBytes, m.destNewest} {
 		g.DeletePartialMatch(prometheus.Labels{"destination": destination, "policy": policy})
 	}
@@ -428,8 +438,8 @@ func (m *Metrics) setInventory(destination, policy string, inv map[string]invent
 	}
 }
 
-// passDone records the end of a reconcile pass, for the health endpoints.
-func (m *Metrics) passDone(err error) {
+// PassDone records the end of a reconcile pass, for the health endpoints.
+func (m *Metrics) PassDone(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastPass, m.lastPassErr = m.now(), err
@@ -546,7 +556,7 @@ func (m *Metrics) WriteTextfile(path string) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(path, buf.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("metrics textfile %s: %w", path, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package reconcile
+package observe
 
 import (
 	"net/http"
@@ -128,14 +128,14 @@ func TestMetricsFollowTheRecordsAndForgetRemovedPolicies(t *testing.T) {
 	failed := runWith(v1.ResultFailed, now.Add(-5*time.Minute))
 	m.RunStarted("db")
 	m.RunEnded("db", failed)
-	m.sync(map[string]policyView{
-		"web": {policy: web, record: ObjectRecord{Policy: PolicyRecord{LastSuccessfulTime: lastOK, LastAttemptTime: lastOK},
-			LastRun: &v1.RunResult{Result: v1.ResultSucceeded, Duration: "2.5s", Sources: []v1.SourceResult{{Name: "site", Result: v1.ResultSucceeded, BytesRead: 1000, Bytes: 400, Files: 7, Duration: "2s"}}}},
-			health: policyHealth{SourceSuccess: map[string]time.Time{"site": lastOK}}, next: now.Add(30 * time.Minute)},
-		"db": {policy: db, record: ObjectRecord{Policy: PolicyRecord{LastAttemptTime: failed.StartTime}, LastRun: failed},
-			health: policyHealth{ConsecutiveFailures: 4, Failing: true}},
-	}, map[string]ObjectRecord{"disk": {Checked: true, LastCheckTime: now, CheckError: "full"}}, 2)
-	m.setInventory("disk", "web", map[string]inventoryEntry{"site": {Snapshots: 3, Bytes: 1200, Newest: lastOK}})
+	m.Sync(map[string]PolicyView{
+		"web": {Policy: web, LastSuccess: lastOK, LastAttempt: lastOK,
+			LastRun: &v1.RunResult{Result: v1.ResultSucceeded, Duration: "2.5s", Sources: []v1.SourceResult{{Name: "site", Result: v1.ResultSucceeded, BytesRead: 1000, Bytes: 400, Files: 7, Duration: "2s"}}},
+			Health:  Health{SourceSuccess: map[string]time.Time{"site": lastOK}}, Next: now.Add(30 * time.Minute)},
+		"db": {Policy: db, LastAttempt: failed.StartTime, LastRun: failed,
+			Health: Health{ConsecutiveFailures: 4, Failing: true}},
+	}, map[string]DestinationView{"disk": {Checked: true, CheckTime: now, Error: "full"}}, 2)
+	m.SetInventory("disk", "web", map[string]InventoryEntry{"site": {Snapshots: 3, Bytes: 1200, Newest: lastOK}})
 
 	got := scrape(t, m.Handler(nil))
 	for _, c := range []struct {
@@ -183,7 +183,7 @@ func TestMetricsFollowTheRecordsAndForgetRemovedPolicies(t *testing.T) {
 	}
 
 	// db goes away: every series of it goes too.
-	m.sync(map[string]policyView{"web": {policy: web}}, nil, 0)
+	m.Sync(map[string]PolicyView{"web": {Policy: web}}, nil, 0)
 	for name, f := range scrape(t, m.Handler(nil)) {
 		for labels := range f.samples {
 			if strings.Contains(labels, "policy=db") {
@@ -239,11 +239,11 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code, body := probe("/readyz"); code != 503 || !strings.Contains(body, "no reconcile pass") {
 		t.Errorf("readyz before a pass: %d %s", code, body)
 	}
-	m.passDone(nil)
+	m.PassDone(nil)
 	if code, _ := probe("/readyz"); code != 200 {
 		t.Errorf("readyz after a pass: %d", code)
 	}
-	m.passDone(os.ErrPermission)
+	m.PassDone(os.ErrPermission)
 	if code, body := probe("/readyz"); code != 503 || !strings.Contains(body, "permission denied") {
 		t.Errorf("readyz after a failed pass: %d %s", code, body)
 	}
@@ -262,24 +262,24 @@ func TestMonitoringFiles(t *testing.T) {
 	p := policyWithSchedule("web", "@hourly")
 	m.RunStarted("web")
 	m.RunEnded("web", runWith(v1.ResultFailed, time.Now()))
-	m.sync(map[string]policyView{"web": {policy: p, next: time.Now(),
-		record: ObjectRecord{Policy: PolicyRecord{LastSuccessfulTime: time.Now(), LastAttemptTime: time.Now()},
-			LastRun: &v1.RunResult{Result: v1.ResultSucceeded, Sources: []v1.SourceResult{{Name: "site"}}}},
-		health: policyHealth{SourceSuccess: map[string]time.Time{"site": time.Now()}, SourceAttempt: map[string]time.Time{"site": time.Now()}}}},
-		map[string]ObjectRecord{"disk": {Checked: true, LastCheckTime: time.Now()}}, 0)
-	m.setInventory("disk", "web", map[string]inventoryEntry{"site": {Snapshots: 1, Newest: time.Now()}})
+	m.Sync(map[string]PolicyView{"web": {Policy: p, Next: time.Now(),
+		LastSuccess: time.Now(), LastAttempt: time.Now(),
+		LastRun: &v1.RunResult{Result: v1.ResultSucceeded, Sources: []v1.SourceResult{{Name: "site"}}},
+		Health:  Health{SourceSuccess: map[string]time.Time{"site": time.Now()}, SourceAttempt: map[string]time.Time{"site": time.Now()}}}},
+		map[string]DestinationView{"disk": {Checked: true, CheckTime: time.Now()}}, 0)
+	m.SetInventory("disk", "web", map[string]InventoryEntry{"site": {Snapshots: 1, Newest: time.Now()}})
 	m.RetentionDeleted("web", "disk", 1)
 	m.RetentionRun("web", v1.ResultSucceeded)
 	m.Notification("web", "ping", true)
 	m.AuditWriteFailed()
-	m.passDone(nil)
+	m.PassDone(nil)
 	known := map[string]bool{"up": true}
 	fams := scrape(t, m.Handler(nil))
 	for name := range fams {
 		known[name] = true
 	}
 
-	dir := filepath.Join("..", "manifests", "monitoring")
+	dir := filepath.Join("..", "..", "manifests", "monitoring")
 	metricName := regexp.MustCompile(`\b(aegis_[a-z_]+|process_[a-z_]+|go_[a-z_]+|up)\b`)
 	check := func(file, text string) {
 		for _, n := range metricName.FindAllString(text, -1) {

@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
 )
 
 // The openssl mode writes exactly what
@@ -38,7 +40,7 @@ const (
 // first line, without the line ending. The file must not be readable by
 // group or others.
 func readOpenSSLPassphrase(name string) ([]byte, error) {
-	if err := checkSecretMode(name); err != nil {
+	if err := v1.CheckSecretFile(name); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(name)

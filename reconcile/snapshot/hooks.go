@@ -1,4 +1,4 @@
-package reconcile
+package snapshot
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
 // Hooks run around a policy's run and around each of its sources:
@@ -283,7 +284,7 @@ func (r *Runner) backupWithHooks(ctx context.Context, log *slog.Logger, req Back
 		addWarning(res.Sources, err.Error())
 	}
 	if res.Result != v1.ResultSucceeded {
-		env.err = runErrors(res)
+		env.err = observe.RunErrors(res)
 		if err := runHooks(hctx, log, who, hookOnFailure, h.OnFailure, env); err != nil {
 			addWarning(res.Sources, err.Error())
 		}

@@ -1,4 +1,4 @@
-package reconcile
+package observe
 
 import (
 	"context"
@@ -25,8 +25,8 @@ type Progress interface {
 }
 
 // Item names used by backups.
-func sourceItem(name string) string { return "source " + name }
-func destItem(name string) string   { return "→ " + name }
+func SourceItem(name string) string { return "source " + name }
+func DestItem(name string) string   { return "→ " + name }
 
 // noProgress is the Progress of a run nobody watches.
 type noProgress struct{}
@@ -67,21 +67,21 @@ func (m multiProgress) End(item string, err error) {
 	}
 }
 
-// withEstimates fills in the unknown totals of a backup's items from the
+// WithEstimates fills in the unknown totals of a backup's items from the
 // policy's previous run, so that a progress bar can show an ETA.
-func withEstimates(p Progress, last *v1.RunResult) Progress {
+func WithEstimates(p Progress, last *v1.RunResult) Progress {
 	if last == nil {
 		return p
 	}
 	est := map[string]int64{}
 	for _, s := range last.Sources {
 		if s.Result == v1.ResultSucceeded {
-			est[sourceItem(s.Name)] = s.BytesRead
+			est[SourceItem(s.Name)] = s.BytesRead
 		}
 	}
 	for _, d := range last.Destinations {
 		if d.Result == v1.ResultSucceeded {
-			est[destItem(d.Name)] = d.Bytes
+			est[DestItem(d.Name)] = d.Bytes
 		}
 	}
 	return estimating{p, est}
@@ -186,11 +186,11 @@ func (c *countingReadCloser) Read(b []byte) (int, error) {
 // ProgressLogInterval is how often a long run logs how far it got.
 const ProgressLogInterval = time.Minute
 
-// progressLog is a Progress that writes, every interval, one log line per
+// ProgressLog is a Progress that writes, every interval, one log line per
 // item still going: bytes so far, rate, and the expected total and ETA when
 // known. A run shorter than the interval logs nothing. Tick drives it: the
 // caller's ticker in production, the test directly.
-type progressLog struct {
+type ProgressLog struct {
 	log      *slog.Logger
 	now      func() time.Time
 	interval time.Duration
@@ -208,18 +208,18 @@ type progressItem struct {
 	ended       bool
 }
 
-func newProgressLog(log *slog.Logger, now func() time.Time, interval time.Duration) *progressLog {
+func NewProgressLog(log *slog.Logger, now func() time.Time, interval time.Duration) *ProgressLog {
 	t := now()
-	return &progressLog{log: log, now: now, interval: interval, start: t, last: t, items: map[string]*progressItem{}}
+	return &ProgressLog{log: log, now: now, interval: interval, start: t, last: t, items: map[string]*progressItem{}}
 }
 
-func (l *progressLog) Begin(item string, total int64) {
+func (l *ProgressLog) Begin(item string, total int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.items[item] = &progressItem{total: total, start: l.now()}
 }
 
-func (l *progressLog) Add(item string, n int64) {
+func (l *ProgressLog) Add(item string, n int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if it := l.items[item]; it != nil {
@@ -227,7 +227,7 @@ func (l *progressLog) Add(item string, n int64) {
 	}
 }
 
-func (l *progressLog) End(item string, _ error) {
+func (l *ProgressLog) End(item string, _ error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if it := l.items[item]; it != nil {
@@ -237,7 +237,7 @@ func (l *progressLog) End(item string, _ error) {
 
 // Tick logs a progress line per live item when interval passed since the
 // last lines.
-func (l *progressLog) Tick() {
+func (l *ProgressLog) Tick() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -274,7 +274,7 @@ func (l *progressLog) Tick() {
 }
 
 // run ticks every interval until stop is closed.
-func (l *progressLog) run(stop <-chan struct{}) {
+func (l *ProgressLog) Run(stop <-chan struct{}) {
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
 	for {
@@ -291,38 +291,38 @@ func (l *progressLog) run(stop <-chan struct{}) {
 // destinations and sources of the pipeline.
 type progressKey struct{}
 
-func withProgress(ctx context.Context, p Progress) context.Context {
+func WithProgress(ctx context.Context, p Progress) context.Context {
 	if p == nil {
 		return ctx
 	}
 	return context.WithValue(ctx, progressKey{}, p)
 }
 
-func progressFrom(ctx context.Context) Progress {
+func ProgressFrom(ctx context.Context) Progress {
 	if p, ok := ctx.Value(progressKey{}).(Progress); ok {
 		return p
 	}
 	return noProgress{}
 }
 
-// trackDest reports the bytes stored on a destination to the run's
+// TrackDest reports the bytes stored on a destination to the run's
 // Progress.
-func trackDest(ctx context.Context, d drivers.Destination, name string) drivers.Destination {
-	p := progressFrom(ctx)
+func TrackDest(ctx context.Context, d drivers.Destination, name string) drivers.Destination {
+	p := ProgressFrom(ctx)
 	if _, none := p.(noProgress); none {
 		return d
 	}
-	p.Begin(destItem(name), 0)
-	return ProgressDestination(d, p, destItem(name))
+	p.Begin(DestItem(name), 0)
+	return ProgressDestination(d, p, DestItem(name))
 }
 
-// trackSource reports the raw bytes a source produces to the run's
+// TrackSource reports the raw bytes a source produces to the run's
 // Progress.
-func trackSource(ctx context.Context, w drivers.ObjectWriter, name string) drivers.ObjectWriter {
-	p := progressFrom(ctx)
+func TrackSource(ctx context.Context, w drivers.ObjectWriter, name string) drivers.ObjectWriter {
+	p := ProgressFrom(ctx)
 	if _, none := p.(noProgress); none {
 		return w
 	}
-	p.Begin(sourceItem(name), 0)
-	return progressWriter{w: w, p: p, item: sourceItem(name)}
+	p.Begin(SourceItem(name), 0)
+	return progressWriter{w: w, p: p, item: SourceItem(name)}
 }

@@ -1,12 +1,10 @@
-package reconcile
+package observe
 
 import (
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +23,7 @@ func TestProgressLogLinesEveryInterval(t *testing.T) {
 		}
 		return a
 	}}))
-	pl := newProgressLog(log, func() time.Time { return now }, time.Minute)
+	pl := NewProgressLog(log, func() time.Time { return now }, time.Minute)
 	pl.Begin("source site", 600<<20)
 	pl.Begin("→ disk", 0)
 
@@ -95,10 +93,10 @@ func TestEstimatesComeFromTheLastRun(t *testing.T) {
 		Sources:      []v1.SourceResult{{Name: "site", Result: v1.ResultSucceeded, BytesRead: 1000}, {Name: "db", Result: v1.ResultFailed, BytesRead: 5}},
 		Destinations: []v1.DestinationResult{{Name: "disk", Result: v1.ResultSucceeded, Bytes: 400}},
 	}
-	p := withEstimates(rec, last)
-	p.Begin(sourceItem("site"), 0)
-	p.Begin(sourceItem("db"), 0)
-	p.Begin(destItem("disk"), 0)
+	p := WithEstimates(rec, last)
+	p.Begin(SourceItem("site"), 0)
+	p.Begin(SourceItem("db"), 0)
+	p.Begin(DestItem("disk"), 0)
 	p.Begin("restore x", 77)
 	for item, want := range map[string]int64{"source site": 1000, "source db": 0, "→ disk": 400, "restore x": 77} {
 		if rec.begun[item] != want {
@@ -125,49 +123,6 @@ func TestProgressDestinationCountsBothWays(t *testing.T) {
 	}
 }
 
-// TestBackupReportsProgress runs a real backup with a Progress and checks
-// that every source and destination is reported, with the bytes the result
-// records.
-func TestBackupReportsProgress(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("data "), 10000), 0o644)
-	p := &v1.BackupPolicy{Metadata: v1.ObjectMeta{Name: "web"}, Spec: v1.BackupPolicySpec{
-		Schedule: "@daily",
-		Sources: []v1.Source{
-			{Name: "a", Files: &v1.FilesSource{Paths: []string{src}}},
-			{Name: "b", Files: &v1.FilesSource{Paths: []string{src}}},
-		},
-		Destinations: []string{"one", "two"},
-		Encryption:   &v1.Encryption{None: true},
-	}}
-	dests := map[string]*v1.Destination{}
-	for _, n := range p.Spec.Destinations {
-		dests[n] = &v1.Destination{Metadata: v1.ObjectMeta{Name: n}, Spec: v1.DestinationSpec{Local: &v1.LocalDestination{Path: filepath.Join(dir, n)}}}
-	}
-	rec := newRecordingProgress()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r := &Runner{Host: "h", Now: time.Now}
-	res := r.Backup(context.Background(), log, BackupRequest{Policy: p, Destinations: dests, Progress: rec})
-	if res.Result != v1.ResultSucceeded {
-		t.Fatalf("result %+v", res)
-	}
-	for _, s := range res.Sources {
-		if got := rec.added[sourceItem(s.Name)]; got < s.BytesRead {
-			t.Errorf("source %s: progress %d bytes, the result read %d", s.Name, got, s.BytesRead)
-		}
-		if _, ok := rec.ended[sourceItem(s.Name)]; !ok {
-			t.Errorf("source %s never ended", s.Name)
-		}
-	}
-	for _, d := range res.Destinations {
-		if got := rec.added[destItem(d.Name)]; got != d.Bytes {
-			t.Errorf("destination %s: progress %d bytes, the result stored %d", d.Name, got, d.Bytes)
-		}
-	}
-}
-
 type discardCloser struct{}
 
 func (discardCloser) Write(p []byte) (int, error) { return len(p), nil }
@@ -177,8 +132,8 @@ func (discardCloser) Close() error                { return nil }
 // to each 32 KiB written by a source (the counting writer and the progress
 // log's lock).
 func BenchmarkProgressAccounting(b *testing.B) {
-	pl := newProgressLog(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, time.Minute)
-	p := withEstimates(MultiProgress(pl), nil)
+	pl := NewProgressLog(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, time.Minute)
+	p := WithEstimates(MultiProgress(pl), nil)
 	p.Begin("source s", 0)
 	w := &countingWriteCloser{WriteCloser: discardCloser{}, p: p, item: "source s"}
 	buf := make([]byte, 32<<10)

@@ -1,4 +1,4 @@
-package reconcile
+package observe
 
 import (
 	"bytes"
@@ -48,12 +48,12 @@ func TestNextHealthSendsNoStorm(t *testing.T) {
 			append(append([]string{"", EventFailure}, repeat("", 24*12-1)...), EventReminder)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var h policyHealth
+			var h Health
 			var got []string
 			for i, r := range c.runs {
 				now := t0.Add(time.Duration(i) * c.every)
 				var ev string
-				h, ev = nextHealth(h, runWith(r, now), now, c.onSuccess)
+				h, ev = NextHealth(h, runWith(r, now), now, c.onSuccess)
 				got = append(got, ev)
 			}
 			if strings.Join(got, ",") != strings.Join(c.want, ",") {
@@ -73,16 +73,16 @@ func repeat(s string, n int) []string {
 
 func TestNextHealthCountsAndRemembersSources(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	h, _ := nextHealth(policyHealth{}, runWith(v1.ResultSucceeded, t0), t0, false)
-	h, _ = nextHealth(h, runWith(v1.ResultFailed, t0.Add(time.Hour)), t0.Add(time.Hour), false)
-	h, _ = nextHealth(h, runWith(v1.ResultFailed, t0.Add(2*time.Hour)), t0.Add(2*time.Hour), false)
+	h, _ := NextHealth(Health{}, runWith(v1.ResultSucceeded, t0), t0, false)
+	h, _ = NextHealth(h, runWith(v1.ResultFailed, t0.Add(time.Hour)), t0.Add(time.Hour), false)
+	h, _ = NextHealth(h, runWith(v1.ResultFailed, t0.Add(2*time.Hour)), t0.Add(2*time.Hour), false)
 	if h.ConsecutiveFailures != 2 || !h.Failing || !h.FailingSince.Equal(t0.Add(time.Hour)) {
 		t.Errorf("health %+v", h)
 	}
 	if !h.SourceSuccess["site"].Equal(t0) || !h.SourceAttempt["site"].Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("source times %+v %+v", h.SourceSuccess, h.SourceAttempt)
 	}
-	h, _ = nextHealth(h, runWith(v1.ResultSucceeded, t0.Add(3*time.Hour)), t0.Add(3*time.Hour), false)
+	h, _ = NextHealth(h, runWith(v1.ResultSucceeded, t0.Add(3*time.Hour)), t0.Add(3*time.Hour), false)
 	if h.ConsecutiveFailures != 0 || h.Failing || !h.FailingSince.IsZero() {
 		t.Errorf("after recovery: %+v", h)
 	}
@@ -150,7 +150,7 @@ func TestWebhookIsSignedAndRetried(t *testing.T) {
 	defer srv.Close()
 	n, sleeps, _ := testNotifier(t)
 	key := secretFile(t, "s3cret-hmac-key\n", 0o600)
-	body := newWebhookBody(EventFailure, "h", "web", runWith(v1.ResultFailed, time.Now()), policyHealth{ConsecutiveFailures: 1}, time.Now())
+	body := NewWebhookBody(EventFailure, "h", "web", runWith(v1.ResultFailed, time.Now()), Health{ConsecutiveFailures: 1}, time.Now())
 	n.Webhook(context.Background(), "web", 0, v1.WebhookNotify{URL: srv.URL + "/hook", SecretFile: key}, body)
 	n.Wait()
 	reqs := rec.got()
