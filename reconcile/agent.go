@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -204,7 +204,42 @@ func (a *Agent) desired(cfg *Config) (pols map[string]*v1.BackupPolicy, dests ma
 // statuses. In passOnce mode it waits for the runs it started; in passAsync
 // mode each run signals ended (if not nil) when it is over.
 func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) (*PassResult, error) {
-	once := mode == passOnce
+	in, err := a.observeWorld(ctx)
+	if err != nil {
+		return nil, err
+	}
+	plan := Compute(a.world(in, mode))
+	res := &PassResult{Config: in.cfg, Plan: plan, Results: map[string]*v1.RunResult{}, Retention: map[string]*v1.RetentionResult{}}
+	if mode != passStatusOnly {
+		var wg sync.WaitGroup
+		a.startRuns(ctx, &wg, plan, in, res, ended)
+		if mode == passOnce {
+			wg.Wait()
+			a.collectRetention(in, res)
+		}
+	}
+	if err := a.writeStatuses(in.cfg, plan, in.pols, in.dests, in.stale); err != nil {
+		a.log.Error("write status", "err", err)
+	}
+	a.afterPass(ctx, in.cfg, plan, in.pols, in.dests, mode)
+	return res, nil
+}
+
+// passInput is what a pass observed: the manifests, the desired objects
+// and what the state store recorded of them.
+type passInput struct {
+	cfg     *Config
+	pols    map[string]*v1.BackupPolicy
+	dests   map[string]*v1.Destination
+	stale   map[string]bool
+	records map[string]ObjectRecord
+	now     time.Time
+}
+
+// observeWorld reads the config directory and the state store, records
+// the objects seen (and audits what changed), and seeds the schedules of
+// policies the store knows nothing about.
+func (a *Agent) observeWorld(ctx context.Context) (*passInput, error) {
 	cfg, err := LoadConfig(a.opts.ConfigDir)
 	if err != nil {
 		return nil, fmt.Errorf("read config directory: %w", err)
@@ -212,148 +247,128 @@ func (a *Agent) pass(ctx context.Context, mode passMode, ended chan<- struct{}) 
 	for _, e := range cfg.Errors {
 		a.log.Error("invalid manifest", "problem", e.Error())
 	}
-	pols, dests, stale := a.desired(cfg)
+	in := &passInput{cfg: cfg}
+	in.pols, in.dests, in.stale = a.desired(cfg)
 	if err := a.store.Observe(cfg.Objects); err != nil {
 		return nil, err
 	}
 	a.auditConfig(cfg)
-	records, err := a.store.Records()
-	if err != nil {
+	if in.records, err = a.store.Records(); err != nil {
 		return nil, err
 	}
-	if a.seed(ctx, pols, dests, records) {
-		if records, err = a.store.Records(); err != nil {
+	if a.seed(ctx, in.pols, in.dests, in.records) {
+		if in.records, err = a.store.Records(); err != nil {
 			return nil, err
 		}
 	}
-	now := a.opts.Now()
-	w := World{Records: map[string]PolicyRecord{}, Running: map[string]bool{}, Now: now, RetryAfter: a.opts.RetryAfter}
-	if once {
+	in.now = a.opts.Now()
+	return in, nil
+}
+
+// world is the planner's input: the desired policies by name, their
+// records, and what runs here or in another process.
+func (a *Agent) world(in *passInput, mode passMode) World {
+	w := World{Records: map[string]PolicyRecord{}, Running: map[string]bool{}, Now: in.now, RetryAfter: a.opts.RetryAfter}
+	if mode == passOnce {
 		w.RetryAfter = 0
 	}
-	names := make([]string, 0, len(pols))
-	for n := range pols {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		w.Policies = append(w.Policies, pols[n])
-		w.Records[n] = records[v1.KindBackupPolicy+"/"+n].Policy
+	for _, n := range slices.Sorted(maps.Keys(in.pols)) {
+		w.Policies = append(w.Policies, in.pols[n])
+		w.Records[n] = in.records[v1.KindBackupPolicy+"/"+n].Policy
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for n, r := range a.running {
 		w.Running[n] = r
 	}
 	for n, until := range a.busyElsewhere {
-		if now.Before(until) {
+		if in.now.Before(until) {
 			w.Running[n] = true
 		} else {
 			delete(a.busyElsewhere, n)
 		}
 	}
-	a.mu.Unlock()
-	plan := Compute(w)
+	return w
+}
 
-	res := &PassResult{Config: cfg, Plan: plan, Results: map[string]*v1.RunResult{}, Retention: map[string]*v1.RetentionResult{}}
+// startRuns starts one goroutine per policy with work in the plan, in the
+// order the plan gives (a backup, then the retention due with it), each
+// under the concurrency bound. Results go into res.
+func (a *Agent) startRuns(ctx context.Context, wg *sync.WaitGroup, plan Plan, in *passInput, res *PassResult, ended chan<- struct{}) {
 	var resMu sync.Mutex
-	var wg sync.WaitGroup
-	// A retention due with a backup runs after it: at once on success
-	// (execute does), or on its own when the backup did not succeed.
-	retentionDue := map[string]bool{}
-	for _, act := range plan.Actions {
-		if act.Type == ActionRetention {
-			retentionDue[act.Policy] = true
-		}
-	}
-	for _, act := range plan.Actions {
-		if act.Type != ActionBackup || mode == passStatusOnly {
+	for _, run := range plan.Runs() {
+		p := in.pols[run.Policy]
+		if !a.startRun(run.Policy) {
 			continue
 		}
-		alsoRetain := retentionDue[act.Policy]
-		delete(retentionDue, act.Policy)
-		p := pols[act.Policy]
-		if !a.startRun(p.Metadata.Name) {
-			continue
-		}
-		a.log.Info("backup due", "policy", act.Policy, "reason", act.Reason, "scheduled", act.ScheduledTime)
 		wg.Add(1)
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			defer wg.Done()
-			defer a.endRun(p.Metadata.Name, ended)
+			defer a.endRun(run.Policy, ended)
 			select {
 			case a.sem <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
 			defer func() { <-a.sem }()
-			r, err := a.execute(ctx, snapshot.BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
-			if err != nil && r == nil {
-				a.log.Warn("backup not started", "policy", p.Metadata.Name, "err", err)
-				if errors.Is(err, errLocked) {
-					// Another process runs it: look again in a while
-					// rather than at once, over and over.
-					a.markBusy(p.Metadata.Name)
-				}
-				// A due backup that did not run is a failure of this pass.
+			r := a.runPolicy(ctx, run, p, in.dests)
+			if r != nil {
 				resMu.Lock()
-				res.Results[p.Metadata.Name] = &v1.RunResult{StartTime: a.opts.Now(), Result: v1.ResultFailed, Duration: "0s",
-					Sources: []v1.SourceResult{{Name: "*", Result: v1.ResultFailed, Error: "not started: " + err.Error()}}}
+				res.Results[run.Policy] = r
 				resMu.Unlock()
-				return
 			}
-			if err != nil {
-				a.log.Error("backup ran but its result could not be recorded", "policy", p.Metadata.Name, "err", err)
-			}
-			if alsoRetain && r.Result != v1.ResultSucceeded {
-				a.runRetention(ctx, p, dests)
-			}
-			resMu.Lock()
-			res.Results[p.Metadata.Name] = r
-			resMu.Unlock()
 		}()
 	}
-	for _, act := range plan.Actions {
-		if act.Type != ActionRetention || !retentionDue[act.Policy] || mode == passStatusOnly {
-			continue
-		}
-		p := pols[act.Policy]
-		if !a.startRun(p.Metadata.Name) {
-			continue
-		}
-		a.log.Info("retention due", "policy", act.Policy, "scheduled", act.ScheduledTime)
-		wg.Add(1)
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			defer wg.Done()
-			defer a.endRun(p.Metadata.Name, ended)
-			select {
-			case a.sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-a.sem }()
-			a.runRetention(ctx, p, dests)
-		}()
+}
+
+// runPolicy carries out one policy's share of a plan: its backup, if due,
+// then its retention, if due and the backup did not already apply it. It
+// returns the backup's result (nil without a backup). A due backup that
+// could not start is a failed result: --once must not exit 0 for it.
+func (a *Agent) runPolicy(ctx context.Context, run PolicyRun, p *v1.BackupPolicy, dests map[string]*v1.Destination) *v1.RunResult {
+	if run.Backup == nil {
+		a.log.Info("retention due", "policy", run.Policy, "scheduled", run.Retention.ScheduledTime)
+		a.runRetention(ctx, p, dests)
+		return nil
 	}
-	if once {
-		wg.Wait()
-		// What the runs recorded of retention, for the exit code.
-		if recs, err := a.store.Records(); err == nil {
-			for name := range pols {
-				if lr := recs[v1.KindBackupPolicy+"/"+name].LastRetention; lr != nil && !lr.Time.Before(now.UTC()) {
-					res.Retention[name] = lr
-				}
-			}
+	act := run.Backup
+	a.log.Info("backup due", "policy", act.Policy, "reason", act.Reason, "scheduled", act.ScheduledTime)
+	r, err := a.execute(ctx, snapshot.BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
+	if err != nil && r == nil {
+		a.log.Warn("backup not started", "policy", act.Policy, "err", err)
+		if errors.Is(err, errLocked) {
+			// Another process runs it: look again in a while rather
+			// than at once, over and over.
+			a.markBusy(act.Policy)
+		}
+		return &v1.RunResult{StartTime: a.opts.Now(), Result: v1.ResultFailed, Duration: "0s",
+			Sources: []v1.SourceResult{{Name: "*", Result: v1.ResultFailed, Error: "not started: " + err.Error()}}}
+	}
+	if err != nil {
+		a.log.Error("backup ran but its result could not be recorded", "policy", act.Policy, "err", err)
+	}
+	// execute applies retention after a successful backup; a failed one
+	// leaves the due retention to run here.
+	if run.Retention != nil && r.Result != v1.ResultSucceeded {
+		a.runRetention(ctx, p, dests)
+	}
+	return r
+}
+
+// collectRetention adds what the runs of a --once pass recorded of
+// retention to res, for the exit code.
+func (a *Agent) collectRetention(in *passInput, res *PassResult) {
+	recs, err := a.store.Records()
+	if err != nil {
+		return
+	}
+	for name := range in.pols {
+		if lr := recs[v1.KindBackupPolicy+"/"+name].LastRetention; lr != nil && !lr.Time.Before(in.now.UTC()) {
+			res.Retention[name] = lr
 		}
 	}
-	if err := a.writeStatuses(cfg, plan, pols, dests, stale); err != nil {
-		a.log.Error("write status", "err", err)
-	}
-	a.afterPass(ctx, cfg, plan, pols, dests, mode)
-	return res, nil
 }
 
 // seed fills in the times of policies the state store knows nothing about

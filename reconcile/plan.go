@@ -204,6 +204,35 @@ func planPolicy(pol *v1.BackupPolicy, r PolicyRecord, running bool, now time.Tim
 	return pp, actions, wake
 }
 
+// PolicyRun is one policy's share of a plan, in the order it runs: its
+// Backup, if due, then its Retention, if due. A retention due together with
+// a backup waits for it, so that it never prunes beside an upload and sees
+// the snapshot just made. At least one of the two is set.
+type PolicyRun struct {
+	Policy    string
+	Backup    *Action
+	Retention *Action
+}
+
+// Runs groups the plan's actions by policy, sorted by policy name.
+func (p Plan) Runs() []PolicyRun {
+	var runs []PolicyRun
+	for i := range p.Actions {
+		act := &p.Actions[i]
+		if len(runs) == 0 || runs[len(runs)-1].Policy != act.Policy {
+			runs = append(runs, PolicyRun{Policy: act.Policy})
+		}
+		r := &runs[len(runs)-1]
+		switch act.Type {
+		case ActionBackup:
+			r.Backup = act
+		case ActionRetention:
+			r.Retention = act
+		}
+	}
+	return runs
+}
+
 // backupDecision is whether a backup is due now, for which slot, and when
 // the next one will be.
 type backupDecision struct {

@@ -260,22 +260,34 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 	}
 
 	ex := &pruneExec{dest: t.Dest, log: log, opts: opts, now: now, destName: t.Name, policy: policy, rules: rules.String(), forced: forced}
+	if err := ex.deleteSnapshots(ctx, plan.remove, dp); err != nil {
+		return fail("%v", err)
+	}
+	if err := ex.removeLeftovers(ctx, plan.leftovers, dp); err != nil {
+		return fail("%v", err)
+	}
+	ex.cleanUp(ctx, plan.staleMarkers, dp)
+	return dp
+}
+
+// deleteSnapshots deletes the snapshots retention let go: several at once
+// (a remote destination answers slowly), each manifest first; oldest first,
+// so an interrupted pass has removed the oldest. The first failure stops
+// the rest. It counts what it deleted in dp.
+func (x *pruneExec) deleteSnapshots(ctx context.Context, remove []*snapDir, dp *DestinationPrune) error {
 	verdictOf := make(map[string]*SnapshotVerdict, len(dp.Delete))
 	for i := range dp.Delete {
 		verdictOf[dp.Delete[i].Source+"/"+dp.Delete[i].ID] = &dp.Delete[i]
 	}
-	// Several snapshots at once (a remote destination answers slowly),
-	// each manifest first; oldest first, so an interrupted pass has removed
-	// the oldest. The first failure stops the rest.
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(deleteWorkers)
-	for _, d := range slices.Backward(plan.remove) {
+	for _, d := range slices.Backward(remove) {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			if err := ex.deleteSnapshot(gctx, d); err != nil {
+			if err := x.deleteSnapshot(gctx, d); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -290,18 +302,23 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fail("stopped after %d of %d deletions: %v", dp.Deleted, len(plan.remove), err)
+		return fmt.Errorf("stopped after %d of %d deletions: %w", dp.Deleted, len(remove), err)
 	}
-	for i, l := range plan.leftovers {
+	return nil
+}
+
+// removeLeftovers removes the unfinished uploads the plan let go.
+func (x *pruneExec) removeLeftovers(ctx context.Context, leftovers []leftover, dp *DestinationPrune) error {
+	for i, l := range leftovers {
 		if !l.remove {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return fail("stopped before removing leftover %s: %v", l.dir.prefix, err)
+			return fmt.Errorf("stopped before removing leftover %s: %w", l.dir.prefix, err)
 		}
-		removed, err := ex.removeLeftover(ctx, l)
+		removed, err := x.removeLeftover(ctx, l)
 		if err != nil {
-			return fail("remove leftover %s: %v", strings.TrimSuffix(l.dir.prefix, "/"), err)
+			return fmt.Errorf("remove leftover %s: %w", strings.TrimSuffix(l.dir.prefix, "/"), err)
 		}
 		if removed {
 			dp.LeftoversRemoved++
@@ -309,24 +326,29 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 			dp.Leftovers[i].Removed = true
 		}
 	}
-	for _, key := range plan.staleMarkers {
+	return nil
+}
+
+// cleanUp removes stale deletion markers and the temporary files of
+// uploads a crash interrupted; a failure there is logged, not fatal.
+func (x *pruneExec) cleanUp(ctx context.Context, staleMarkers []string, dp *DestinationPrune) {
+	for _, key := range staleMarkers {
 		// A deletion that a later policy now keeps: its marker must go,
 		// or a lost manifest would later look like a deletion to finish.
-		if err := t.Dest.Delete(ctx, key); err != nil {
-			log.Warn("cannot remove a stale deletion marker", "key", key, "err", err)
+		if err := x.dest.Delete(ctx, key); err != nil {
+			x.log.Warn("cannot remove a stale deletion marker", "key", key, "err", err)
 		}
 	}
-	// Temporary files of uploads a crash interrupted, which the driver
-	// hides from List (the local driver's .aegis-tmp-* files).
-	if tc, ok := t.Dest.(drivers.TempCleaner); ok {
-		n, size, err := tc.CleanTemp(ctx, now.Add(-opts.Grace))
+	// Temporary files the driver hides from List (the local driver's
+	// .aegis-tmp-* files).
+	if tc, ok := x.dest.(drivers.TempCleaner); ok {
+		n, size, err := tc.CleanTemp(ctx, x.now.Add(-x.opts.Grace))
 		if err != nil {
-			log.Warn("cannot remove temporary files of interrupted uploads", "err", err)
+			x.log.Warn("cannot remove temporary files of interrupted uploads", "err", err)
 		}
 		dp.LeftoversRemoved += n
 		dp.BytesFreed += size
 	}
-	return dp
 }
 
 // refusal says why nothing should be deleted on a destination, judged

@@ -73,30 +73,10 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 		log.Warn("encryption is off for this policy (spec.encryption.none: true): snapshots are stored in clear")
 	}
 
-	// Open and check every destination once per run.
-	var dests []openDest
-	destRes := map[string]*v1.DestinationResult{}
-	for _, name := range p.Spec.Destinations {
-		dr := &v1.DestinationResult{Name: name, Result: v1.ResultSucceeded}
-		destRes[name] = dr
+	dests, destRes, closeDests := openDestinations(ctx, log, p, req.Destinations)
+	defer closeDests()
+	for range p.Spec.Destinations {
 		res.Destinations = append(res.Destinations, v1.DestinationResult{})
-		spec, ok := req.Destinations[name]
-		if !ok {
-			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %q not found", name)
-			continue
-		}
-		d, err := registry.Destination(spec, registry.Options{Logger: log})
-		if err != nil {
-			dr.Result, dr.Error = v1.ResultFailed, err.Error()
-			continue
-		}
-		defer d.Close()
-		if err := d.Check(ctx); err != nil {
-			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %s is not usable: %v", name, err)
-			log.Error("destination check failed", "destination", name, "err", err)
-			continue
-		}
-		dests = append(dests, openDest{name, observe.TrackDest(ctx, d, name)})
 	}
 
 	var sources []v1.Source
@@ -108,11 +88,64 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 	if len(sources) == 0 {
 		return fail(fmt.Errorf("policy %s has no source named %q", p.Metadata.Name, req.Source))
 	}
+	results := r.backupSources(ctx, log, p, c, id, start, sources, dests, destRes)
 
+	res.Sources = results
+	for i, name := range p.Spec.Destinations {
+		res.Destinations[i] = *destRes[name]
+		if res.Destinations[i].Duration == "" {
+			res.Destinations[i].Duration = "0s"
+		}
+	}
+	res.Result = summarize(res)
+	res.Duration = r.Now().Sub(start).Round(time.Millisecond).String()
+	log.Info("backup finished", "result", res.Result, "duration", res.Duration)
+	return res
+}
+
+// openDestinations opens and checks each of the policy's destinations once
+// per run. It returns the usable ones, a result for every one (failed for
+// those not usable) and a function that closes them.
+func openDestinations(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, specs map[string]*v1.Destination) ([]openDest, map[string]*v1.DestinationResult, func()) {
+	var dests []openDest
+	var closers []func() error
+	destRes := map[string]*v1.DestinationResult{}
+	for _, name := range p.Spec.Destinations {
+		dr := &v1.DestinationResult{Name: name, Result: v1.ResultSucceeded}
+		destRes[name] = dr
+		spec, ok := specs[name]
+		if !ok {
+			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %q not found", name)
+			continue
+		}
+		d, err := registry.Destination(spec, registry.Options{Logger: log})
+		if err != nil {
+			dr.Result, dr.Error = v1.ResultFailed, err.Error()
+			continue
+		}
+		closers = append(closers, d.Close)
+		if err := d.Check(ctx); err != nil {
+			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %s is not usable: %v", name, err)
+			log.Error("destination check failed", "destination", name, "err", err)
+			continue
+		}
+		dests = append(dests, openDest{name, observe.TrackDest(ctx, d, name)})
+	}
+	return dests, destRes, func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+}
+
+// backupSources backs up the sources, at most SourceConcurrency at once,
+// each independent of the others (one failing cancels none), and adds what
+// each stored to the destinations' results.
+func (r *Runner) backupSources(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, id string, start time.Time,
+	sources []v1.Source, dests []openDest, destRes map[string]*v1.DestinationResult) []v1.SourceResult {
 	results := make([]v1.SourceResult, len(sources))
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	_ = gctx // sources stay independent: one failing does not cancel the others
+	var g errgroup.Group
 	limit := r.SourceConcurrency
 	if limit <= 0 {
 		limit = 2
@@ -138,18 +171,7 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 		})
 	}
 	_ = g.Wait()
-
-	res.Sources = results
-	for i, name := range p.Spec.Destinations {
-		res.Destinations[i] = *destRes[name]
-		if res.Destinations[i].Duration == "" {
-			res.Destinations[i].Duration = "0s"
-		}
-	}
-	res.Result = summarize(res)
-	res.Duration = r.Now().Sub(start).Round(time.Millisecond).String()
-	log.Info("backup finished", "result", res.Result, "duration", res.Duration)
-	return res
+	return results
 }
 
 func addDuration(s string, d time.Duration) string {
