@@ -497,33 +497,7 @@ func (a *Agent) inventory(ctx context.Context, policy, destName string, spec *v1
 // a whole. What was seen is kept in the state store, so each change gives
 // exactly one line, across restarts and processes.
 func (a *Agent) auditConfig(cfg *Config) {
-	type fact struct {
-		obj   *v1.Object
-		file  string
-		print string
-		errs  []string
-	}
-	now := map[string]fact{}
-	for _, o := range cfg.Objects {
-		var msgs []string
-		for _, e := range cfg.ObjectErrors(o) {
-			msgs = append(msgs, e.Error())
-		}
-		now[o.Kind+"/"+o.Name] = fact{obj: o, file: o.File, print: fingerprint(o.SpecHash, msgs), errs: msgs}
-	}
-	withObjects := map[string]bool{}
-	for _, o := range cfg.Objects {
-		withObjects[o.File] = true
-	}
-	fileErrs := map[string][]string{}
-	for _, e := range cfg.Errors {
-		if !withObjects[e.File] {
-			fileErrs[e.File] = append(fileErrs[e.File], e.Error())
-		}
-	}
-	for f, msgs := range fileErrs {
-		now["File/"+f] = fact{file: f, print: fingerprint("", msgs), errs: msgs}
-	}
+	now := configFacts(cfg)
 	records, _ := a.store.Records()
 	var events []observe.AuditEvent
 	err := a.store.updateBucket(bucketConfigSeen, func(b *bolt.Bucket) error {
@@ -577,6 +551,40 @@ func (a *Agent) auditConfig(cfg *Config) {
 	for _, ev := range events {
 		a.recordAudit(ev)
 	}
+}
+
+// configFact is what the audit trail remembers of an object (or of a file
+// no object could be read from): a fingerprint of its spec and problems.
+type configFact struct {
+	obj   *v1.Object
+	file  string
+	print string
+	errs  []string
+}
+
+// configFacts returns the facts of a configuration, by Kind/name for
+// objects and File/path for files that yielded none.
+func configFacts(cfg *Config) map[string]configFact {
+	now := map[string]configFact{}
+	withObjects := map[string]bool{}
+	for _, o := range cfg.Objects {
+		var msgs []string
+		for _, e := range cfg.ObjectErrors(o) {
+			msgs = append(msgs, e.Error())
+		}
+		now[o.Kind+"/"+o.Name] = configFact{obj: o, file: o.File, print: fingerprint(o.SpecHash, msgs), errs: msgs}
+		withObjects[o.File] = true
+	}
+	fileErrs := map[string][]string{}
+	for _, e := range cfg.Errors {
+		if !withObjects[e.File] {
+			fileErrs[e.File] = append(fileErrs[e.File], e.Error())
+		}
+	}
+	for f, msgs := range fileErrs {
+		now["File/"+f] = configFact{file: f, print: fingerprint("", msgs), errs: msgs}
+	}
+	return now
 }
 
 func fingerprint(specHash string, errs []string) string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-backup/aegis/reconcile/atomicfile"
+
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
@@ -55,44 +57,10 @@ func WriteStatusFile(path string, sf *v1.StatusFile) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, body) {
 		return nil
 	}
-	return writeFileAtomic(path, body, 0o644)
-}
-
-func writeFileAtomic(path string, body []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, body, 0o644)
 }
 
 // statusInput is everything an object's status is computed from.

@@ -355,43 +355,12 @@ type logFile struct {
 
 func pruneLogDirLocked(dir string, limits LogLimits, now time.Time) (PruneResult, error) {
 	limits = limits.WithDefaults()
-	entries, err := os.ReadDir(dir)
+	files, total, err := listLogs(dir)
 	if err != nil {
 		return PruneResult{}, err
 	}
-	var files []logFile
-	var res PruneResult
-	for _, e := range entries {
-		k := classifyLog(e.Name())
-		if k == kindOther || !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		files = append(files, logFile{name: e.Name(), kind: k, size: fi.Size(), mod: fi.ModTime()})
-		res.Total += fi.Size()
-	}
-	// Oldest first; the name breaks ties (the timestamps in it sort).
-	sort.Slice(files, func(i, j int) bool {
-		if !files[i].mod.Equal(files[j].mod) {
-			return files[i].mod.Before(files[j].mod)
-		}
-		return files[i].name < files[j].name
-	})
-	// A live file past its bound whose writer does not rotate it (one
-	// opened per pass, or by an older version) is rotated here; a
-	// RotatingFile in another process notices and reopens.
-	for i, f := range files {
-		if f.kind == kindLive && f.size > limits.MaxSize {
-			name := rotatedName(f.name, now)
-			if err := os.Rename(filepath.Join(dir, f.name), filepath.Join(dir, name)); err == nil {
-				files[i].name = name
-				files[i].kind = classifyLog(name)
-			}
-		}
-	}
+	res := PruneResult{Total: total}
+	rotateOversized(dir, files, limits, now)
 	removed := map[string]bool{}
 	remove := func(f logFile) {
 		if removed[f.name] {
@@ -441,6 +410,51 @@ func pruneLogDirLocked(dir string, limits LogLimits, now time.Time) (PruneResult
 		}
 	}
 	return res, nil
+}
+
+// listLogs returns the log files of dir, oldest first (the name breaks
+// ties: the timestamps in it sort), and their total size.
+func listLogs(dir string) ([]logFile, int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	var files []logFile
+	var total int64
+	for _, e := range entries {
+		k := classifyLog(e.Name())
+		if k == kindOther || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		files = append(files, logFile{name: e.Name(), kind: k, size: fi.Size(), mod: fi.ModTime()})
+		total += fi.Size()
+	}
+	sort.Slice(files, func(i, j int) bool {
+		if !files[i].mod.Equal(files[j].mod) {
+			return files[i].mod.Before(files[j].mod)
+		}
+		return files[i].name < files[j].name
+	})
+	return files, total, nil
+}
+
+// rotateOversized rotates a live file past its bound whose writer does not
+// rotate it (one opened per pass, or by an older version); a RotatingFile
+// in another process notices and reopens.
+func rotateOversized(dir string, files []logFile, limits LogLimits, now time.Time) {
+	for i, f := range files {
+		if f.kind == kindLive && f.size > limits.MaxSize {
+			name := rotatedName(f.name, now)
+			if err := os.Rename(filepath.Join(dir, f.name), filepath.Join(dir, name)); err == nil {
+				files[i].name = name
+				files[i].kind = classifyLog(name)
+			}
+		}
+	}
 }
 
 // inUse reports whether a run log is held open by a run.

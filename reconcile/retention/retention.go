@@ -179,47 +179,7 @@ func DecideRetention(items []RetentionItem, rules RetentionRules) RetentionDecis
 		bits[i] |= bitKeepLast
 	}
 
-	type bucketRule struct {
-		bit  uint8
-		left int
-		key  func(lt time.Time) int64
-		seen map[int64]struct{}
-	}
-	var buckets []*bucketRule
-	add := func(bit uint8, n int, key func(time.Time) int64) {
-		if n > 0 {
-			buckets = append(buckets, &bucketRule{bit: bit, left: n, key: key, seen: map[int64]struct{}{}})
-		}
-	}
-	add(bitHourly, rules.Hourly, hourKey)
-	add(bitDaily, rules.Daily, dayKey)
-	add(bitWeekly, rules.Weekly, weekKey)
-	add(bitMonthly, rules.Monthly, monthKey)
-	add(bitYearly, rules.Yearly, yearKey)
-	if len(buckets) > 0 {
-		for i, it := range sorted {
-			lt := it.Time.In(loc)
-			active := false
-			for _, b := range buckets {
-				if b.left == 0 {
-					continue
-				}
-				active = true
-				k := b.key(lt)
-				if _, ok := b.seen[k]; ok {
-					continue
-				}
-				// The first snapshot met in a bucket is its newest.
-				b.seen[k] = struct{}{}
-				b.left--
-				bits[i] |= b.bit
-			}
-			if !active {
-				break
-			}
-		}
-	}
-
+	markBuckets(sorted, rules, loc, bits)
 	if rules.Within > 0 {
 		from := sorted[0].Time.Add(-rules.Within)
 		for i, it := range sorted {
@@ -241,6 +201,53 @@ func DecideRetention(items []RetentionItem, rules RetentionRules) RetentionDecis
 		d.Keep = append(d.Keep, KeptItem{RetentionItem: it, Reasons: reasonNames(bits[i])})
 	}
 	return d
+}
+
+// markBuckets sets the bit of each hourly, daily, weekly, monthly and
+// yearly rule on the newest snapshot of each of its buckets (newest first),
+// until the rule has kept as many as it may.
+func markBuckets(sorted []RetentionItem, rules RetentionRules, loc *time.Location, bits []uint8) {
+	type bucketRule struct {
+		bit  uint8
+		left int
+		key  func(lt time.Time) int64
+		seen map[int64]struct{}
+	}
+	var buckets []*bucketRule
+	add := func(bit uint8, n int, key func(time.Time) int64) {
+		if n > 0 {
+			buckets = append(buckets, &bucketRule{bit: bit, left: n, key: key, seen: map[int64]struct{}{}})
+		}
+	}
+	add(bitHourly, rules.Hourly, hourKey)
+	add(bitDaily, rules.Daily, dayKey)
+	add(bitWeekly, rules.Weekly, weekKey)
+	add(bitMonthly, rules.Monthly, monthKey)
+	add(bitYearly, rules.Yearly, yearKey)
+	if len(buckets) == 0 {
+		return
+	}
+	for i, it := range sorted {
+		lt := it.Time.In(loc)
+		active := false
+		for _, b := range buckets {
+			if b.left == 0 {
+				continue
+			}
+			active = true
+			k := b.key(lt)
+			if _, ok := b.seen[k]; ok {
+				continue
+			}
+			// The first snapshot met in a bucket is its newest.
+			b.seen[k] = struct{}{}
+			b.left--
+			bits[i] |= b.bit
+		}
+		if !active {
+			return
+		}
+	}
 }
 
 // reasonNames caches the reason lists, which many snapshots share.
