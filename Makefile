@@ -28,9 +28,16 @@ unit:
 e2e: deps build
 	./hack/test-env.sh $(GO) test -count=1 -timeout 45m ./test/e2e/...
 
+# gofmt, go vet, a tidy go.mod and staticcheck at a pinned version (run
+# through the module proxy, so nothing is installed). .ci/run runs it before
+# the tests.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
 
 # promtool check rules and the alert rules' unit tests (installs promtool
 # from the distribution's prometheus package when missing).
