@@ -716,7 +716,9 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 			a.log.Info("agent stopped")
 			return nil
 		case ev := <-watcher.Events:
-			if !IsManifestFile(ev.Name) {
+			// A Kubernetes ConfigMap swaps its files at once by replacing
+			// the ..data symlink their symlinks go through.
+			if !IsManifestFile(ev.Name) && filepath.Base(ev.Name) != "..data" {
 				continue // our own status writes and editors' temporary files
 			}
 			debounce.Reset(a.opts.Debounce)

@@ -1,12 +1,14 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 )
@@ -38,6 +40,14 @@ func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 
 // LoadConfig reads and validates the manifests in paths (files, or
 // directories whose manifest files are read, not recursively).
+//
+// A manifest may be a symlink to a regular file (a directory laid out by
+// GNU stow, a Kubernetes ConfigMap whose files are symlinks through
+// ..data). An entry named like a manifest that cannot be read, or is not a
+// regular file once its symlinks are followed (a loop, a directory, a
+// device), is a problem of that file in cfg.Errors, never skipped in
+// silence. Only a path given in paths that cannot be read at all is an
+// error of LoadConfig.
 func LoadConfig(paths ...string) (*Config, error) {
 	cfg := &Config{}
 	for _, p := range paths {
@@ -54,16 +64,17 @@ func LoadConfig(paths ...string) (*Config, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			if e.Type().IsRegular() && IsManifestFile(e.Name()) {
+			if IsManifestFile(e.Name()) {
 				cfg.Files = append(cfg.Files, filepath.Join(p, e.Name()))
 			}
 		}
 	}
 	sort.Strings(cfg.Files)
 	for _, f := range cfg.Files {
-		data, err := os.ReadFile(f)
+		data, err := readManifest(f)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f, err)
+			cfg.Errors = append(cfg.Errors, v1.FieldError{File: f, Message: err.Error()})
+			continue
 		}
 		objs, errs := v1.Decode(f, data)
 		cfg.Objects = append(cfg.Objects, objs...)
@@ -78,6 +89,53 @@ func LoadConfig(paths ...string) (*Config, error) {
 		return a.Line < b.Line
 	})
 	return cfg, nil
+}
+
+// readManifest reads a manifest file, following symlinks to a regular
+// file only.
+func readManifest(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("cannot read this manifest: its symlinks form a loop")
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cannot read this manifest: it is a symlink to a missing file")
+		}
+		return nil, fmt.Errorf("cannot read this manifest: %w", unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read this manifest: it is not a regular file (%s)", describeMode(fi.Mode()))
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read this manifest: %w", unwrapPath(err))
+	}
+	return data, nil
+}
+
+// unwrapPath drops the file name a *PathError repeats: the error is
+// reported against the file already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }
 
 // ObjectErrors returns the problems of one object, including those of its
