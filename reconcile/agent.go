@@ -249,7 +249,7 @@ func (a *Agent) observeWorld(ctx context.Context) (*passInput, error) {
 	}
 	in := &passInput{cfg: cfg}
 	in.pols, in.dests, in.stale = a.desired(cfg)
-	if err := a.store.Observe(cfg.Objects); err != nil {
+	if err := a.store.Observe(cfg.Objects, cfg.IsValid); err != nil {
 		return nil, err
 	}
 	a.auditConfig(cfg)
@@ -584,7 +584,7 @@ func (a *Agent) RunNow(ctx context.Context, policy, source string, wait bool) (*
 		}
 		return nil, cfg, fmt.Errorf("policy %q is invalid:\n%s", policy, strings.Join(msgs, "\n"))
 	}
-	if err := a.store.Observe(cfg.Objects); err != nil {
+	if err := a.store.Observe(cfg.Objects, cfg.IsValid); err != nil {
 		return nil, cfg, err
 	}
 	a.auditConfig(cfg)

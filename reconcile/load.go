@@ -18,7 +18,62 @@ type Config struct {
 	Files   []string
 	Objects []*v1.Object
 	Errors  v1.ErrorList
+	// lastValid holds, by Kind/name, the last valid version the state
+	// store recorded of objects that are invalid now (or whose file no
+	// longer parses): see LoadConfigWithState.
+	lastValid map[string]*v1.Object
 }
+
+// LoadConfigWithState reads the manifests as LoadConfig does, then looks
+// up in the state store under stateDir the last valid version of every
+// object that is invalid today, so that Policy and AllDestinations can
+// still name its destinations: listing and restoring snapshots never depend
+// on today's manifest being valid. A missing or unreadable store only
+// means there is nothing to fall back on.
+func LoadConfigWithState(configDir, stateDir string) (*Config, error) {
+	cfg, err := LoadConfig(configDir)
+	if err != nil {
+		return nil, err
+	}
+	if stateDir == "" {
+		return cfg, nil
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "state.db")); err != nil {
+		return cfg, nil
+	}
+	recs, err := (&Store{path: filepath.Join(stateDir, "state.db")}).Records()
+	if err != nil {
+		return cfg, nil
+	}
+	cfg.attachLastValid(recs)
+	return cfg, nil
+}
+
+func (c *Config) attachLastValid(recs map[string]ObjectRecord) {
+	c.lastValid = map[string]*v1.Object{}
+	valid := map[string]bool{}
+	for _, o := range c.Objects {
+		if c.IsValid(o) {
+			valid[o.Kind+"/"+o.Name] = true
+		}
+	}
+	for key, r := range recs {
+		if r.LastValid == nil || valid[key] {
+			continue
+		}
+		kind, name, _ := strings.Cut(key, "/")
+		c.lastValid[key] = r.LastValid.object(kind, name)
+	}
+}
+
+// LastValid returns the recorded last valid version of an object that is
+// invalid (or gone because its file no longer parses) today, or nil.
+func (c *Config) LastValid(kind, name string) *v1.Object {
+	return c.lastValid[kind+"/"+name]
+}
+
+// IsValid reports whether o has no problem.
+func (c *Config) IsValid(o *v1.Object) bool { return len(c.ObjectErrors(o)) == 0 }
 
 // IsManifestFile reports whether name is a manifest (not a status sidecar,
 // not an editor's temporary file).
@@ -168,8 +223,9 @@ func (c *Config) Valid() (map[string]*v1.BackupPolicy, map[string]*v1.Destinatio
 	return pols, dests
 }
 
-// AllDestinations returns every decoded destination by name, valid or not:
-// listing and restoring only need to reach it.
+// AllDestinations returns every destination by name, valid or not:
+// listing and restoring only need to reach it. For one invalid today, the
+// last valid version recorded (LoadConfigWithState) wins over today's.
 func (c *Config) AllDestinations() map[string]*v1.Destination {
 	out := map[string]*v1.Destination{}
 	for _, o := range c.Objects {
@@ -177,15 +233,29 @@ func (c *Config) AllDestinations() map[string]*v1.Destination {
 			out[o.Name] = o.Destination
 		}
 	}
+	for _, o := range c.lastValid {
+		if o.Destination != nil {
+			out[o.Name] = o.Destination
+		}
+	}
 	return out
 }
 
-// Policy returns the decoded policy of that name, valid or not.
+// Policy returns the policy of that name: the valid one, else its last
+// valid version recorded (LoadConfigWithState), else the decoded invalid
+// one; nil when there is none.
 func (c *Config) Policy(name string) *v1.BackupPolicy {
+	var decoded *v1.BackupPolicy
 	for _, o := range c.Objects {
 		if o.Policy != nil && o.Name == name {
-			return o.Policy
+			if c.IsValid(o) {
+				return o.Policy
+			}
+			decoded = o.Policy
 		}
 	}
-	return nil
+	if lv := c.LastValid(v1.KindBackupPolicy, name); lv != nil && lv.Policy != nil {
+		return lv.Policy
+	}
+	return decoded
 }

@@ -29,6 +29,22 @@ type ObjectRecord struct {
 	// Seeded is set once the times of a policy never seen before were
 	// looked up on its destinations (state lost, or a new host).
 	Seeded bool `json:"seeded,omitempty"`
+	// LastValid is the object's last valid version, so that an object
+	// whose manifest turned invalid stays listable and restorable.
+	LastValid *LastValid `json:"lastValid,omitempty"`
+}
+
+// LastValid is the last valid version of an object.
+type LastValid struct {
+	File        string           `json:"file"`
+	SpecHash    string           `json:"specHash"`
+	Policy      *v1.BackupPolicy `json:"policy,omitempty"`
+	Destination *v1.Destination  `json:"destination,omitempty"`
+}
+
+// object returns the version as an object of the config.
+func (l *LastValid) object(kind, name string) *v1.Object {
+	return &v1.Object{Kind: kind, Name: name, File: l.File, SpecHash: l.SpecHash, Policy: l.Policy, Destination: l.Destination}
 }
 
 // Store is the agent's recorded state: a bbolt database under the state
@@ -136,20 +152,19 @@ func (s *Store) UpdateAll(kind string, names []string, fn func(name string, r *O
 }
 
 // Observe bumps the generation of every object whose spec changed since
-// it was last seen, in one transaction that writes only what changed (a
-// pass over a thousand unchanged policies writes nothing).
-func (s *Store) Observe(objs []*v1.Object) error {
+// it was last seen, and keeps the last valid version of each object valid
+// says is, in one transaction that writes only what changed (a pass over a
+// thousand unchanged policies writes nothing).
+func (s *Store) Observe(objs []*v1.Object, valid func(*v1.Object) bool) error {
 	changed := true // until the records say otherwise (a new store has none)
 	err := s.with(false, func(b *bolt.Bucket) error {
 		changed = false
 		for _, o := range objs {
-			var r ObjectRecord
-			if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
-				if err := json.Unmarshal(v, &r); err != nil {
-					return err
-				}
+			r, err := getRecord(b, o)
+			if err != nil {
+				return err
 			}
-			if r.SpecHash != o.SpecHash {
+			if foldSeen(&r, o, valid(o)) {
 				changed = true
 				return nil
 			}
@@ -161,17 +176,13 @@ func (s *Store) Observe(objs []*v1.Object) error {
 	}
 	return s.with(true, func(b *bolt.Bucket) error {
 		for _, o := range objs {
-			var r ObjectRecord
-			if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
-				if err := json.Unmarshal(v, &r); err != nil {
-					return err
-				}
+			r, err := getRecord(b, o)
+			if err != nil {
+				return err
 			}
-			if r.SpecHash == o.SpecHash {
+			if !foldSeen(&r, o, valid(o)) {
 				continue
 			}
-			r.Generation++
-			r.SpecHash = o.SpecHash
 			v, err := json.Marshal(&r)
 			if err != nil {
 				return err
@@ -182,6 +193,34 @@ func (s *Store) Observe(objs []*v1.Object) error {
 		}
 		return nil
 	})
+}
+
+func getRecord(b *bolt.Bucket, o *v1.Object) (ObjectRecord, error) {
+	var r ObjectRecord
+	if b == nil {
+		return r, nil
+	}
+	if v := b.Get(recordKey(o.Kind, o.Name)); v != nil {
+		if err := json.Unmarshal(v, &r); err != nil {
+			return r, fmt.Errorf("record %s/%s: %w", o.Kind, o.Name, err)
+		}
+	}
+	return r, nil
+}
+
+// foldSeen folds what was seen of o into r and reports whether r changed.
+func foldSeen(r *ObjectRecord, o *v1.Object, valid bool) bool {
+	changed := false
+	if r.SpecHash != o.SpecHash {
+		r.Generation++
+		r.SpecHash = o.SpecHash
+		changed = true
+	}
+	if valid && (r.LastValid == nil || r.LastValid.SpecHash != o.SpecHash || r.LastValid.File != o.File) {
+		r.LastValid = &LastValid{File: o.File, SpecHash: o.SpecHash, Policy: o.Policy, Destination: o.Destination}
+		changed = true
+	}
+	return changed
 }
 
 var errLocked = errors.New("locked")
