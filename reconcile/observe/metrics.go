@@ -156,6 +156,9 @@ func NewMetrics(host, version string, now func() time.Time) *Metrics {
 
 	m.info = gauge("aegis_agent_info", "Always 1; the labels name the agent's version and host.", "version", "host")
 	m.info.WithLabelValues(version, host).Set(1)
+	b := Build()
+	build := gauge("aegis_build_info", "Always 1; the labels name the version, commit and Go version the agent was built from.", "version", "commit", "goversion")
+	build.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 	reg := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.startTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "aegis_agent_start_time_seconds", Help: "When this agent process started (Unix time)."})
 	m.lastReconcile = prometheus.NewGauge(prometheus.GaugeOpts{Name: "aegis_agent_last_reconcile_timestamp_seconds", Help: "When the agent last completed a reconcile pass (Unix time)."})
