@@ -98,7 +98,7 @@ func New(opts Options) (*Agent, error) {
 		store:     st,
 		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
-		obs:       newObserver(opts),
+		obs:       newObserver(opts, st),
 		running:   map[string]bool{},
 		lastValid: map[string]*v1.Object{},
 	}, nil
@@ -613,6 +613,10 @@ func (a *Agent) writeStatuses(cfg *Config, plan Plan, pols map[string]*v1.Backup
 	if err != nil {
 		return err
 	}
+	health, err := a.store.loadHealth()
+	if err != nil {
+		a.log.Warn("read the policies' health", "err", err)
+	}
 	now := a.opts.Now()
 	byFile := map[string][]*v1.Object{}
 	for _, o := range cfg.Objects {
@@ -634,6 +638,7 @@ func (a *Agent) writeStatuses(cfg *Config, plan Plan, pols map[string]*v1.Backup
 				rec:              records[key],
 				lastValidRunning: stale[key],
 				now:              now,
+				notifications:    health[o.Name].Notifications,
 			}
 			switch {
 			case o.Policy != nil:

@@ -57,10 +57,23 @@ type observer struct {
 	pruneAt    time.Time
 }
 
-func newObserver(opts Options) *observer {
+func newObserver(opts Options, store *Store) *observer {
 	m := observe.NewMetrics(opts.Host, observe.Version, opts.Now)
 	o := &observer{metrics: m, invAt: map[string]time.Time{}}
 	o.notifier = observe.NewNotifier(opts.Logger, m)
+	o.notifier.Now = opts.Now
+	// Each delivery's end is kept with the policy's health, for its status.
+	o.notifier.OnDelivery = func(policy string, d v1.NotificationStatus) {
+		err := store.updateHealth(policy, func(h *observe.Health) {
+			if h.Notifications == nil {
+				h.Notifications = map[string]v1.NotificationStatus{}
+			}
+			h.Notifications[d.Channel] = d
+		})
+		if err != nil {
+			opts.Logger.Warn("record a notification's delivery", "policy", policy, "err", err)
+		}
+	}
 	if opts.Observe.HTTPClient != nil {
 		o.notifier.Client = opts.Observe.HTTPClient
 	}
@@ -79,10 +92,17 @@ func newObserver(opts Options) *observer {
 // Metrics returns the agent's metrics registry.
 func (a *Agent) Metrics() *observe.Metrics { return a.obs.metrics }
 
-// Close waits for the notifications in flight and closes the audit log.
-// Call it once the agent is done (after Run or Once returns).
+// NotifyGrace bounds how long Close waits for notifications in flight: a
+// receiver that does not answer never holds a finished command.
+const NotifyGrace = 5 * time.Second
+
+// Close waits (at most NotifyGrace) for the notifications in flight and
+// closes the audit log. Call it once the agent is done (after Run or Once
+// returns).
 func (a *Agent) Close() error {
-	a.obs.notifier.Wait()
+	if !a.obs.notifier.WaitAtMost(NotifyGrace) {
+		a.log.Warn("notifications still in flight were abandoned", "waited", NotifyGrace)
+	}
 	return a.obs.audit.Close()
 }
 

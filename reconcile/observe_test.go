@@ -220,6 +220,27 @@ func TestNotificationsOfTheAgent(t *testing.T) {
 	if body.Event != observe.EventRecovery || body.Result != v1.ResultSucceeded {
 		t.Errorf("recovery body %+v", body)
 	}
+
+	// The next pass's status shows each channel's last delivery.
+	e.once()
+	sf, err := ReadStatusFile(StatusPath(filepath.Join(e.config, "web.yaml"), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st v1.ObjectStatus
+	for _, it := range sf.Items {
+		if it.Kind == v1.KindBackupPolicy {
+			st = it.Status
+		}
+	}
+	var got []string
+	for _, d := range st.Notifications {
+		got = append(got, d.Channel+"="+d.Result+" "+d.Target)
+	}
+	want = "ping=Delivered " + srv.URL + "/… webhook[0]=Delivered " + srv.URL + "/…"
+	if strings.Join(got, " ") != want {
+		t.Errorf("status notifications %q, want %q", strings.Join(got, " "), want)
+	}
 }
 
 // metricValue reads the counter or gauge name whose label values are

@@ -3,8 +3,10 @@ package reconcile
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,6 +76,8 @@ type statusInput struct {
 	// the last valid version it saw.
 	lastValidRunning bool
 	now              time.Time
+	// notifications: the last delivery of each of a policy's channels.
+	notifications map[string]v1.NotificationStatus
 }
 
 // buildStatus computes an object's status, keeping the transition times
@@ -112,6 +116,9 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 		st.NextScheduleTime = timePtr(in.next)
 		st.LastRun = in.rec.LastRun
 		st.LastRetention = in.rec.LastRetention
+		for _, ch := range slices.Sorted(maps.Keys(in.notifications)) {
+			st.Notifications = append(st.Notifications, in.notifications[ch])
+		}
 		switch {
 		case in.obj.Policy != nil && in.obj.Policy.Spec.Suspend:
 			set(v1.ConditionReady, v1.ConditionUnknown, "Suspended", "spec.suspend is true: no backup is scheduled")

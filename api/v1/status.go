@@ -71,10 +71,31 @@ type ObjectStatus struct {
 	LastRun            *RunResult `json:"lastRun,omitempty"`
 	// LastRetention is the policy's last retention pass.
 	LastRetention *RetentionResult `json:"lastRetention,omitempty"`
+	// Notifications is the last delivery of each of the policy's
+	// notification channels (its ping, each webhook).
+	Notifications []NotificationStatus `json:"notifications,omitempty"`
 
 	// Destinations only.
 	LastCheckTime *time.Time `json:"lastCheckTime,omitempty"`
 }
+
+// NotificationStatus is the last delivery to one notification channel.
+type NotificationStatus struct {
+	// Channel is "ping" or "webhook[N]" (N the index in spec.notify.webhooks).
+	Channel string `json:"channel"`
+	// Target is the URL with any credentials and query removed.
+	Target string    `json:"target"`
+	Time   time.Time `json:"time"`
+	// Result is Delivered or Failed.
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Notification delivery results.
+const (
+	NotificationDelivered = "Delivered"
+	NotificationFailed    = "Failed"
+)
 
 // RunResult is the outcome of one run of a policy.
 type RunResult struct {

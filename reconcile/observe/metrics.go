@@ -60,6 +60,7 @@ type Metrics struct {
 	destWritten                            *prometheus.CounterVec
 	retentionDeleted, retentionRuns        *prometheus.CounterVec
 	notifications                          *prometheus.CounterVec
+	notifyLastOK, notifyLastTime           *prometheus.GaugeVec
 	info                                   *prometheus.GaugeVec
 	startTime, lastReconcile, manifestErrs prometheus.Gauge
 	policies, runsInProgress               prometheus.Gauge
@@ -81,7 +82,7 @@ func (m *Metrics) policyVecs() []*prometheus.MetricVec {
 	for _, g := range []*prometheus.GaugeVec{m.lastSuccess, m.lastAttempt, m.lastDuration, m.lastRunSuccess,
 		m.consecutiveFailures, m.scheduleInterval, m.nextRun, m.suspended, m.running,
 		m.srcLastSuccess, m.srcLastAttempt, m.srcLastDuration, m.srcLastRead, m.srcLastWritten, m.srcLastFiles, m.srcLastWarnings,
-		m.destSnapshots, m.destBytes, m.destNewest} {
+		m.destSnapshots, m.destBytes, m.destNewest, m.notifyLastOK, m.notifyLastTime} {
 		out = append(out, g.MetricVec)
 	}
 	for _, c := range []*prometheus.CounterVec{m.runs, m.failures, m.srcRead, m.srcWritten, m.srcFiles, m.destWritten, m.retentionDeleted, m.retentionRuns, m.notifications} {
@@ -153,6 +154,8 @@ func NewMetrics(host, version string, now func() time.Time) *Metrics {
 	m.retentionDeleted = counter("aegis_retention_deleted_snapshots_total", "Snapshots deleted by retention.", "policy", "destination")
 	m.retentionRuns = counter("aegis_retention_runs_total", "Retention passes, by result (Succeeded, Failed).", "policy", "result")
 	m.notifications = counter("aegis_notifications_total", "Notifications by channel (webhook, ping) and outcome (sent, failed).", "policy", "channel", "outcome")
+	m.notifyLastOK = gauge("aegis_notification_last_delivered", "1 when the last delivery to the channel (ping, webhook[N]) succeeded, 0 when it failed.", "policy", "channel")
+	m.notifyLastTime = gauge("aegis_notification_last_timestamp_seconds", "When the last delivery to the channel ended (Unix time).", "policy", "channel")
 
 	m.info = gauge("aegis_agent_info", "Always 1; the labels name the agent's version and host.", "version", "host")
 	m.info.WithLabelValues(version, host).Set(1)
@@ -241,6 +244,12 @@ func (m *Metrics) Notification(policy, channel string, sent bool) {
 		outcome = "failed"
 	}
 	m.notifications.WithLabelValues(policy, channel, outcome).Inc()
+}
+
+// NotificationDelivered records the end of one delivery to a channel.
+func (m *Metrics) NotificationDelivered(policy, channel string, ok bool, t time.Time) {
+	m.notifyLastOK.WithLabelValues(policy, channel).Set(boolFloat(ok))
+	setTime(m.notifyLastTime, t, policy, channel)
 }
 
 // AuditWriteFailed counts an audit line that was lost.

@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
@@ -64,6 +66,8 @@ type Health struct {
 	LastAlert     time.Time            `json:"lastAlert,omitzero"`
 	SourceSuccess map[string]time.Time `json:"sourceSuccess,omitempty"`
 	SourceAttempt map[string]time.Time `json:"sourceAttempt,omitempty"`
+	// Notifications is the last delivery of each channel, by channel.
+	Notifications map[string]v1.NotificationStatus `json:"notifications,omitempty"`
 }
 
 // NextHealth folds a finished run into the health of its policy and says
@@ -185,6 +189,11 @@ type Notifier struct {
 	// Sleep waits between attempts; tests replace it.
 	Sleep   func(ctx context.Context, d time.Duration) error
 	Metrics *Metrics
+	// OnDelivery, when set, hears the end of every delivery (from the
+	// delivery's goroutine): the agent records it for the status.
+	OnDelivery func(policy string, d v1.NotificationStatus)
+	// Now is the clock of the delivery times (nil: time.Now).
+	Now func() time.Time
 
 	mu    sync.Mutex
 	tails map[string]chan struct{}
@@ -232,6 +241,25 @@ func (n *Notifier) enqueue(policy string, fn func()) {
 // Wait blocks until every queued delivery is done.
 func (n *Notifier) Wait() { n.wg.Wait() }
 
+// WaitAtMost waits for the queued deliveries, but no longer than d: a
+// command that is done must not hang on a receiver that does not answer.
+// It reports whether every delivery finished.
+func (n *Notifier) WaitAtMost(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // Ping queues a healthchecks.io-style ping: base/start, base, or base/fail.
 // body (the run's summary on success and failure) is sent as text.
 func (n *Notifier) Ping(ctx context.Context, policy, base, kind, body string) {
@@ -246,7 +274,7 @@ func (n *Notifier) Ping(ctx context.Context, policy, base, kind, body string) {
 	ctx = context.WithoutCancel(ctx)
 	n.enqueue(policy, func() {
 		err := n.deliver(ctx, target, "text/plain; charset=utf-8", []byte(body), nil)
-		n.done(policy, "ping", "ping "+kind, target, err)
+		n.done(policy, "ping", "ping "+kind, base, err)
 	})
 }
 
@@ -270,19 +298,37 @@ func (n *Notifier) Webhook(ctx context.Context, policy string, index int, w v1.W
 		if w.SecretFile != "" {
 			key, err := readWebhookSecret(w.SecretFile)
 			if err != nil {
-				n.done(policy, "webhook", what, w.URL, err)
+				n.done(policy, fmt.Sprintf("webhook[%d]", index), what, w.URL, err)
 				return
 			}
 			headers.Set(SignatureHeader, Sign(key, payload))
 		}
 		err := n.deliver(ctx, w.URL, "application/json", payload, headers)
-		n.done(policy, "webhook", what, w.URL, err)
+		n.done(policy, fmt.Sprintf("webhook[%d]", index), what, w.URL, err)
 	})
 }
 
 func (n *Notifier) done(policy, channel, what, target string, err error) {
+	kind := channel
+	if strings.HasPrefix(channel, "webhook") {
+		kind = "webhook"
+	}
 	if n.Metrics != nil {
-		n.Metrics.Notification(policy, channel, err == nil)
+		n.Metrics.Notification(policy, kind, err == nil)
+	}
+	now := time.Now
+	if n.Now != nil {
+		now = n.Now
+	}
+	d := v1.NotificationStatus{Channel: channel, Target: RedactURL(target), Time: now().UTC(), Result: v1.NotificationDelivered}
+	if err != nil {
+		d.Result, d.Error = v1.NotificationFailed, err.Error()
+	}
+	if n.Metrics != nil {
+		n.Metrics.NotificationDelivered(policy, channel, err == nil, d.Time)
+	}
+	if n.OnDelivery != nil {
+		n.OnDelivery(policy, d)
 	}
 	if err != nil {
 		n.Log.Warn("notification failed (the backup is not affected)", "policy", policy, "notification", what, "to", RedactURL(target), "err", err)
@@ -358,6 +404,11 @@ func (n *Notifier) deliver(ctx context.Context, target, contentType string, body
 				err = ue.Err // drop the URL
 			}
 			last = fmt.Errorf("attempt %d of %d: %w", i+1, attempts, err)
+			if unreachable(err) {
+				// Nothing listens there, or the name does not resolve:
+				// retrying in a few seconds will not change that.
+				return fmt.Errorf("%w: %w", last, errPermanent)
+			}
 			continue
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -372,6 +423,16 @@ func (n *Notifier) deliver(ctx context.Context, target, contentType string, body
 		}
 	}
 	return last
+}
+
+// unreachable reports a connection refused or a name that does not
+// resolve: answers a retry within seconds will not change.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // pingURL appends /start or /fail to a ping URL (nothing for success).
