@@ -336,13 +336,15 @@ func (a *Agent) runPolicy(ctx context.Context, run PolicyRun, p *v1.BackupPolicy
 	act := run.Backup
 	a.log.Info("backup due", "policy", act.Policy, "reason", act.Reason, "scheduled", act.ScheduledTime)
 	r, err := a.execute(ctx, snapshot.BackupRequest{Policy: p, Destinations: dests, ScheduledTime: act.ScheduledTime}, false)
+	if errors.Is(err, errLocked) {
+		// Another process runs it: not a failure of this pass. Look
+		// again in a while rather than at once, over and over.
+		a.log.Info("backup not started: another aegis-agent process is running this policy", "policy", act.Policy)
+		a.markBusy(act.Policy)
+		return nil
+	}
 	if err != nil && r == nil {
 		a.log.Warn("backup not started", "policy", act.Policy, "err", err)
-		if errors.Is(err, errLocked) {
-			// Another process runs it: look again in a while rather
-			// than at once, over and over.
-			a.markBusy(act.Policy)
-		}
 		return &v1.RunResult{StartTime: a.opts.Now(), Result: v1.ResultFailed, Duration: "0s",
 			Sources: []v1.SourceResult{{Name: "*", Result: v1.ResultFailed, Error: "not started: " + err.Error()}}}
 	}
@@ -351,7 +353,7 @@ func (a *Agent) runPolicy(ctx context.Context, run PolicyRun, p *v1.BackupPolicy
 	}
 	// execute applies retention after a successful backup; a failed one
 	// leaves the due retention to run here.
-	if run.Retention != nil && r.Result != v1.ResultSucceeded {
+	if run.Retention != nil && r.Result != v1.ResultSucceeded && r.Result != v1.ResultInterrupted {
 		a.runRetention(ctx, p, dests)
 	}
 	return r

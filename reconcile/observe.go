@@ -181,7 +181,7 @@ func (a *Agent) runEnded(ctx context.Context, log *slog.Logger, req snapshot.Bac
 	}); err != nil {
 		log.Error("record the policy's health", "err", err)
 	}
-	if n := p.Spec.Notify; n != nil {
+	if n := p.Spec.Notify; n != nil && res.Result != v1.ResultInterrupted {
 		kind := observe.PingSuccess
 		if res.Result != v1.ResultSucceeded {
 			kind = observe.PingFail

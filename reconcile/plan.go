@@ -132,6 +132,8 @@ const (
 //     one catch-up run, not one per missed slot. An edited schedule thus
 //     applies from the recorded times: it causes a run only if a slot of
 //     the new schedule was missed since the last run.
+//   - A run that was Interrupted (the agent stopped) is retried at once, as
+//     if RetryAfter were zero.
 //   - If no slot was missed and the last attempt failed, a retry is due at
 //     LastAttemptTime+RetryAfter (RetryAfterFailure, ScheduledTime the slot
 //     being retried) if that is before the next slot; otherwise the
@@ -247,6 +249,10 @@ func decideBackup(s *v1.Schedule, r PolicyRecord, now time.Time, retryAfter time
 	// never saw finish (a crash, a reboot) is retried like a failed one.
 	failed := r.LastAttemptTime.After(r.LastSuccessfulTime)
 	retryAt := r.LastAttemptTime.Add(retryAfter)
+	if r.LastResult == v1.ResultInterrupted {
+		// A run the agent was stopped in the middle of runs again at once.
+		retryAt = r.LastAttemptTime
+	}
 
 	if r.LastSuccessfulTime.IsZero() {
 		// A first run, or a retry of one, is not tied to a slot: slots count

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"testing"
+	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 )
@@ -39,6 +40,35 @@ func TestRunsOrderRetentionAfterBackup(t *testing.T) {
 		}
 		if r.Backup != nil && r.Backup.Type != ActionBackup || r.Retention != nil && r.Retention.Type != ActionRetention {
 			t.Errorf("run %d holds actions of the wrong type: %+v", i, r)
+		}
+	}
+}
+
+// TestInterruptedRunRunsAgainAtOnce: a run the agent was stopped in the
+// middle of is due at the next pass, without waiting RetryAfter, both for
+// a policy that never succeeded and for one between its slots.
+func TestInterruptedRunRunsAgainAtOnce(t *testing.T) {
+	stopped := utc(15, 10, 5)
+	for name, rec := range map[string]PolicyRecord{
+		"never succeeded": {LastAttemptTime: stopped, LastResult: v1.ResultInterrupted},
+		"between slots": {LastScheduleTime: utc(15, 10, 0), LastAttemptTime: stopped,
+			LastSuccessfulTime: utc(15, 9, 0), LastResult: v1.ResultInterrupted},
+	} {
+		plan := Compute(World{
+			Policies:   []*v1.BackupPolicy{policy("web", "0 * * * *")},
+			Records:    map[string]PolicyRecord{"web": rec},
+			Now:        stopped.Add(30 * time.Second),
+			RetryAfter: 5 * time.Minute,
+		})
+		if len(plan.Actions) != 1 || plan.Actions[0].Type != ActionBackup {
+			t.Errorf("%s: actions %s, want one backup at once", name, formatActions(plan.Actions))
+		}
+		// The same record with a failure waits for RetryAfter.
+		rec.LastResult = v1.ResultFailed
+		plan = Compute(World{Policies: []*v1.BackupPolicy{policy("web", "0 * * * *")}, Records: map[string]PolicyRecord{"web": rec},
+			Now: stopped.Add(30 * time.Second), RetryAfter: 5 * time.Minute})
+		if len(plan.Actions) != 0 {
+			t.Errorf("%s: a failed run is retried at once: %s", name, formatActions(plan.Actions))
 		}
 	}
 }

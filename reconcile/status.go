@@ -124,6 +124,9 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 			set(v1.ConditionReady, v1.ConditionUnknown, "Suspended", "spec.suspend is true: no backup is scheduled")
 		case in.rec.LastRun == nil:
 			set(v1.ConditionReady, v1.ConditionUnknown, "NeverRun", "no backup has run yet")
+		case in.rec.LastRun.Result == v1.ResultInterrupted:
+			set(v1.ConditionReady, v1.ConditionUnknown, "Interrupted",
+				"the last backup was interrupted (the agent was stopped); it runs again when the agent starts")
 		case in.rec.LastRun.Result == v1.ResultSucceeded:
 			set(v1.ConditionReady, v1.ConditionTrue, "BackupSucceeded",
 				fmt.Sprintf("snapshot %s stored on %d destination(s)", in.rec.LastRun.SnapshotID, len(in.rec.LastRun.Destinations)))
@@ -148,8 +151,6 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 	}
 	return st
 }
-
-// RunErrors joins the errors of a run's sources and destinations.
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {

@@ -113,6 +113,10 @@ const (
 	ResultSucceeded       = "Succeeded"
 	ResultPartiallyFailed = "PartiallyFailed"
 	ResultFailed          = "Failed"
+	// ResultInterrupted: the agent was stopped (SIGTERM) before the run
+	// finished; nothing of it was published, and it runs again at once
+	// when the agent starts. A clean stop is not a failure.
+	ResultInterrupted = "Interrupted"
 )
 
 // SourceResult is what one source produced in a run.

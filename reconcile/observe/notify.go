@@ -85,6 +85,10 @@ func NextHealth(prev Health, res *v1.RunResult, now time.Time, onSuccess bool) (
 		}
 	}
 	event := ""
+	if res.Result == v1.ResultInterrupted {
+		// A clean stop is not a failure, nor a success: the run is retried.
+		return h, ""
+	}
 	if res.Result == v1.ResultSucceeded {
 		switch {
 		case prev.Failing:

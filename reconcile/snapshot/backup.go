@@ -98,6 +98,9 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 		}
 	}
 	res.Result = summarize(res)
+	if ctx.Err() != nil && res.Result != v1.ResultSucceeded {
+		markInterrupted(res)
+	}
 	res.Duration = r.Now().Sub(start).Round(time.Millisecond).String()
 	log.Info("backup finished", "result", res.Result, "duration", res.Duration)
 	return res
@@ -172,6 +175,26 @@ func (r *Runner) backupSources(ctx context.Context, log *slog.Logger, p *v1.Back
 	}
 	_ = g.Wait()
 	return results
+}
+
+// interruptedMessage replaces the "context canceled" of a run cut short by
+// a stop: it says what happened and what comes next.
+const interruptedMessage = "interrupted: the agent was stopped before this finished; nothing of it was published, and it runs again when the agent starts"
+
+// markInterrupted turns a run that failed because its context ended (the
+// agent was stopped) into an Interrupted one.
+func markInterrupted(res *v1.RunResult) {
+	res.Result = v1.ResultInterrupted
+	for i := range res.Sources {
+		if res.Sources[i].Result != v1.ResultSucceeded {
+			res.Sources[i].Result, res.Sources[i].Error = v1.ResultInterrupted, interruptedMessage
+		}
+	}
+	for i := range res.Destinations {
+		if res.Destinations[i].Result != v1.ResultSucceeded {
+			res.Destinations[i].Result, res.Destinations[i].Error = v1.ResultInterrupted, interruptedMessage
+		}
+	}
 }
 
 func addDuration(s string, d time.Duration) string {

@@ -165,9 +165,19 @@ func TestSIGTERMAbandonsRunInFlight(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("files left on the destination after an abandoned run: %v", left)
 	}
+	// A clean stop is not a failure: the run is Interrupted, the policy
+	// is not Failing, and the next start runs it again at once.
 	st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p")
-	if st.LastRun == nil || st.LastRun.Result != v1.ResultFailed || st.LastSuccessfulTime != nil {
-		t.Errorf("status after an abandoned run: %+v", st.LastRun)
+	if st.LastRun == nil || st.LastRun.Result != v1.ResultInterrupted || st.LastSuccessfulTime != nil {
+		t.Fatalf("status after an abandoned run: %+v", st.LastRun)
+	}
+	if c := condition(t, st, v1.ConditionReady); c.Status != v1.ConditionUnknown || c.Reason != "Interrupted" {
+		t.Errorf("Ready condition after a clean stop: %+v, want Unknown/Interrupted", c)
+	}
+	for _, s := range st.LastRun.Sources {
+		if strings.Contains(s.Error, "context canceled") {
+			t.Errorf("source %s says %q", s.Name, s.Error)
+		}
 	}
 }
 

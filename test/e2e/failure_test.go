@@ -234,6 +234,16 @@ func TestRunRefusedWhilePolicyLocked(t *testing.T) {
 	if !strings.Contains(r.stderr, "policy p is already running (pid 4242 since 2026-01-01T00:00:00Z)") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
+	// --once finds it running elsewhere: it says so, records no failure and
+	// exits 0 (the other process does the work).
+	once := e.run("--once")
+	once.mustCode(t, 0)
+	if !strings.Contains(once.stdout+once.stderr, "another aegis-agent process is running this policy") {
+		t.Errorf("--once does not say the policy runs elsewhere:\n%s%s", once.stdout, once.stderr)
+	}
+	if st := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p"); st.LastRun != nil {
+		t.Errorf("--once recorded a run of a policy another process holds: %+v", st.LastRun)
+	}
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	e.run("run", "p").mustCode(t, 0)
 }
