@@ -42,6 +42,9 @@ type Options struct {
 	RetryAfter time.Duration
 	// Debounce is how long the agent waits for manifest edits to settle.
 	Debounce time.Duration
+	// StallTimeout is how long a destination may take no data before it
+	// drops out of a run (default snapshot.DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Observe configures metrics, audit, notifications and progress.
 	Observe ObserveOptions
 }
@@ -96,7 +99,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
-		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency},
+		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
 		obs:       newObserver(opts, st),
 		running:   map[string]bool{},

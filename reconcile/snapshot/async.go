@@ -3,6 +3,8 @@ package snapshot
 import (
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // asyncWriter decouples two stages of the backup stream: Write copies into
@@ -21,6 +23,17 @@ type asyncWriter struct {
 
 	mu  sync.Mutex
 	err error
+	// busy is when the write in progress started (zero: none), for a
+	// watchdog to tell a stalled writer from a slow one.
+	busy atomic.Int64
+}
+
+// busySince returns when the write in progress to w started, or zero.
+func (a *asyncWriter) busySince() time.Time {
+	if ns := a.busy.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func newAsyncWriter(w io.Writer, chunkSize, chunks int) *asyncWriter {
@@ -42,7 +55,10 @@ func (a *asyncWriter) loop() {
 	defer close(a.done)
 	for b := range a.queue {
 		if a.failed() == nil {
-			if _, err := a.w.Write(b); err != nil {
+			a.busy.Store(time.Now().UnixNano())
+			_, err := a.w.Write(b)
+			a.busy.Store(0)
+			if err != nil {
 				a.mu.Lock()
 				a.err = err
 				a.mu.Unlock()

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,14 @@ type Runner struct {
 	Now  func() time.Time
 	// SourceConcurrency bounds how many sources of one policy run at once.
 	SourceConcurrency int
+	// StallTimeout is how long a destination may take no data before it
+	// drops out of the run (Failed, named), so that the others finish at
+	// full speed (default DefaultStallTimeout).
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is the default Runner.StallTimeout.
+const DefaultStallTimeout = 2 * time.Minute
 
 // Backup runs req and returns its result; it never panics on bad input and
 // publishes nothing partial: a source's snapshot is committed on a
@@ -73,7 +81,7 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 		log.Warn("encryption is off for this policy (spec.encryption.none: true): snapshots are stored in clear")
 	}
 
-	dests, destRes, closeDests := openDestinations(ctx, log, p, req.Destinations)
+	dests, destRes, closeDests := openDestinations(ctx, log, p, req.Destinations, cmp.Or(r.StallTimeout, DefaultStallTimeout))
 	defer closeDests()
 	for range p.Spec.Destinations {
 		res.Destinations = append(res.Destinations, v1.DestinationResult{})
@@ -109,7 +117,7 @@ func (r *Runner) backup(ctx context.Context, log *slog.Logger, req BackupRequest
 // openDestinations opens and checks each of the policy's destinations once
 // per run. It returns the usable ones, a result for every one (failed for
 // those not usable) and a function that closes them.
-func openDestinations(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, specs map[string]*v1.Destination) ([]openDest, map[string]*v1.DestinationResult, func()) {
+func openDestinations(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, specs map[string]*v1.Destination, stall time.Duration) ([]openDest, map[string]*v1.DestinationResult, func()) {
 	var dests []openDest
 	var closers []func() error
 	destRes := map[string]*v1.DestinationResult{}
@@ -127,7 +135,12 @@ func openDestinations(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy,
 			continue
 		}
 		closers = append(closers, d.Close)
-		if err := d.Check(ctx); err != nil {
+		// A destination that does not answer its check within the stall
+		// timeout is as stalled as one that stops taking data.
+		cctx, cancel := context.WithTimeout(ctx, stall)
+		err = d.Check(cctx)
+		cancel()
+		if err != nil {
 			dr.Result, dr.Error = v1.ResultFailed, fmt.Sprintf("destination %s is not usable: %v", name, err)
 			log.Error("destination check failed", "destination", name, "err", err)
 			continue
@@ -265,6 +278,7 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 		SourceKind:    src.Driver(),
 		Agent:         "aegis-agent " + observe.Version,
 	}, targets)
+	sw.stall = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 
 	log.Info("source started", "driver", src.Driver())
 	stats, err := drv.Backup(ctx, observe.TrackSource(ctx, sw, src.Name))

@@ -43,6 +43,9 @@ type snapshotWriter struct {
 	codec    *codec
 	manifest v1.SnapshotManifest
 	targets  []*target
+	// stall is how long a destination may take no data before it is
+	// dropped from the run (zero: never).
+	stall time.Duration
 }
 
 func newSnapshotWriter(c *codec, m v1.SnapshotManifest, targets []*target) *snapshotWriter {
@@ -79,9 +82,13 @@ func (s *snapshotWriter) Create(ctx context.Context, name, format string) (io.Wr
 	for _, t := range live {
 		pr, pw := io.Pipe()
 		ch := make(chan putResult, 1)
+		pctx, cancel := context.WithCancel(ctx)
+		putEnded := make(chan struct{})
 		go func() {
+			defer close(putEnded)
+			defer cancel()
 			start := time.Now()
-			n, err := t.dest.Put(ctx, full, pr)
+			n, err := t.dest.Put(pctx, full, pr)
 			if err != nil {
 				pr.CloseWithError(err)
 			} else {
@@ -94,7 +101,17 @@ func (s *snapshotWriter) Create(ctx context.Context, name, format string) (io.Wr
 		// The destination's I/O runs behind a bounded queue, so it overlaps
 		// compression and encryption instead of taking turns with them.
 		aw := newAsyncWriter(pw, asyncChunk, asyncChunks)
-		ow.outs = append(ow.outs, &pipeOut{t: t, pw: pw, aw: aw, done: ch, key: full})
+		out := &pipeOut{t: t, pw: pw, aw: aw, done: ch, key: full}
+		ow.outs = append(ow.outs, out)
+		if s.stall > 0 {
+			go watchStall(aw, putEnded, s.stall, func() {
+				err := fmt.Errorf("destination %s made no progress for %s: dropped from this run", t.name, s.stall)
+				out.stalled.Store(&err)
+				// Unblock the stage writing to it and end its Put.
+				pr.CloseWithError(err)
+				cancel()
+			})
+		}
 	}
 	enc, err := s.codec.encode(ow.sink())
 	if err != nil {
@@ -122,11 +139,44 @@ type putResult struct {
 }
 
 // Each queue between two stages of the stream holds at most asyncChunks
-// chunks of asyncChunk bytes.
+// chunks of asyncChunk bytes: per destination, this is the buffer that
+// absorbs its short stalls while the others go on.
 const (
 	asyncChunk  = 1 << 20
-	asyncChunks = 4
+	asyncChunks = 8
 )
+
+// watchStall calls stalled once, when a destination makes no progress
+// for longer than stall: the writer behind aw stuck in one write, or, once
+// everything is written, the Put not ending (its last part, its commit). It
+// returns when the Put has ended.
+func watchStall(aw *asyncWriter, putEnded <-chan struct{}, stall time.Duration, stalled func()) {
+	tick := time.NewTicker(max(stall/10, 10*time.Millisecond))
+	defer tick.Stop()
+	var written time.Time // when aw was closed and drained
+	for {
+		select {
+		case <-putEnded:
+			return
+		case now := <-tick.C:
+			select {
+			case <-aw.done:
+				if written.IsZero() {
+					written = now
+				}
+			default:
+			}
+			since := aw.busySince()
+			if !written.IsZero() {
+				since = written
+			}
+			if !since.IsZero() && now.Sub(since) > stall {
+				stalled()
+				return
+			}
+		}
+	}
+}
 
 type pipeOut struct {
 	t    *target
@@ -135,6 +185,17 @@ type pipeOut struct {
 	done chan putResult
 	key  string
 	dead bool
+	// stalled is set when the destination was dropped for making no
+	// progress: that, not its Put's "context canceled", is its error.
+	stalled atomic.Pointer[error]
+}
+
+// failure is the error to report for the destination's Put.
+func (p *pipeOut) failure(err error) error {
+	if e := p.stalled.Load(); e != nil {
+		return *e
+	}
+	return err
 }
 
 // objectWriter is one object in flight.
@@ -182,7 +243,7 @@ func (f fanout) Write(p []byte) (int, error) {
 				out.t.keys = append(out.t.keys, out.key)
 				res.err = err
 			}
-			out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
+			out.t.err = fmt.Errorf("store %s: %w", out.key, out.failure(res.err))
 			continue
 		}
 		alive++
@@ -229,7 +290,7 @@ func (o *objectWriter) Close() error {
 			out.t.busy += res.took
 			if res.err != nil {
 				out.dead = true
-				out.t.err = fmt.Errorf("store %s: %w", out.key, res.err)
+				out.t.err = fmt.Errorf("store %s: %w", out.key, out.failure(res.err))
 				return
 			}
 			out.t.bytes += res.n
