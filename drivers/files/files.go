@@ -407,6 +407,7 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 			h.Typeflag = tar.TypeLink
 			h.Linkname = first
 			h.Size = 0
+			h.PAXRecords = nil // the first name carries the attributes
 			if err := a.tw.WriteHeader(&h); err != nil {
 				return fmt.Errorf("write tar: %w", err)
 			}
