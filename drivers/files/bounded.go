@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // IsSparse reports whether hdr is a sparse entry (the old GNU format, or
@@ -78,7 +80,12 @@ func (w *ctxFile) Seek(off int64, whence int) (int64, error) {
 	if err := w.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return w.f.Seek(off, whence)
+	pos, err := w.f.Seek(off, whence)
+	if errors.Is(err, unix.EINVAL) && off > 0 {
+		// Past the largest file the file system can hold.
+		err = unix.EFBIG
+	}
+	return pos, err
 }
 
 // discardSeeker discards what is written and counts it; seeking only moves

@@ -171,7 +171,7 @@ func Extract(ctx context.Context, r io.Reader, target string, opts ExtractOption
 		buf:    make([]byte, copyBufSize),
 
 		xattrWarn: map[string]*xattrWarning{},
-		setxattr:  setxattr,
+		setxattr:  xattrSetter,
 	}
 	x.target = target
 	err = x.run(ctx, tar.NewReader(r))

@@ -189,6 +189,10 @@ func hasXattrs(hdr *tar.Header) bool {
 	return false
 }
 
+// xattrSetter is what Extract sets extended attributes with; tests replace
+// it to play a file system without them.
+var xattrSetter = setxattr
+
 // setxattr sets one extended attribute on the file open as fd, or on path
 // (not following a symlink) when fd is negative.
 func setxattr(path string, fd int, name string, value []byte) error {
