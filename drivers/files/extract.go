@@ -22,7 +22,9 @@ import (
 
 // ExtractOptions tunes Extract. The zero value is ready to use.
 type ExtractOptions struct {
-	// Logger receives debug messages; nil discards them.
+	// Logger receives a warning for each entry not restored and each
+	// kind of extended attribute that could not be set, and debug
+	// messages; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -174,7 +176,8 @@ func Extract(ctx context.Context, r io.Reader, target string, opts ExtractOption
 		setxattr:  xattrSetter,
 	}
 	x.target = target
-	err = x.run(ctx, tar.NewReader(r))
+	// Every read checks ctx, the ones tar makes to skip an entry too.
+	err = x.run(ctx, tar.NewReader(ctxReader{ctx: ctx, r: r}))
 	x.finishDirs()
 	x.finishXattrWarnings()
 	if len(x.stats.Skipped) > 0 {
@@ -686,7 +689,7 @@ func (x *extractor) finishDirs() {
 var errNotDir = errors.New("not a directory")
 
 func (x *extractor) refuse(name, what string) {
-	x.log.Debug("files: refused entry", "entry", what)
+	x.log.Warn("files: entry not restored", "entry", name, "reason", reasonRefused)
 	x.refused = append(x.refused, what)
 	x.stats.Skipped = append(x.stats.Skipped, Skipped{Name: name, Reason: reasonRefused})
 }
@@ -705,7 +708,7 @@ func (x *extractor) skip(name string, err error) {
 }
 
 func (x *extractor) skipReason(name, reason string) {
-	x.log.Debug("files: entry not restored", "entry", name, "reason", reason)
+	x.log.Warn("files: entry not restored", "entry", name, "reason", reason)
 	x.stats.Skipped = append(x.stats.Skipped, Skipped{Name: name, Reason: reason})
 }
 

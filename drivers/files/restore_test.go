@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,14 @@ func TestExtractListsEntriesNotRestored(t *testing.T) {
 		{name: "../out", typ: tar.TypeReg, body: "x"},
 		{name: "ok", typ: tar.TypeReg, body: "fine"},
 	})
-	stats, err := Extract(context.Background(), bytes.NewReader(archive), target, ExtractOptions{})
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	stats, err := Extract(context.Background(), bytes.NewReader(archive), target, ExtractOptions{Logger: log})
 	var ie *IncompleteError
 	if !errors.As(err, &ie) {
 		t.Fatalf("err = %v, want an *IncompleteError", err)
@@ -87,6 +95,14 @@ func TestExtractListsEntriesNotRestored(t *testing.T) {
 	}
 	if stats.Files != 2 {
 		t.Errorf("files = %d, want 2", stats.Files)
+	}
+	for _, line := range []string{
+		`level=WARN msg="files: entry not restored" entry=busy reason="a directory that is not empty is in its place"`,
+		`level=WARN msg="files: entry not restored" entry=../out reason="refused: it would land outside the target"`,
+	} {
+		if !strings.Contains(logs.String(), line+"\n") {
+			t.Errorf("log lacks %s:\n%s", line, logs.String())
+		}
 	}
 	for name, body := range map[string]string{"ok": "fine", "plain": "a file", "busy/keep": "keep"} {
 		if b, err := os.ReadFile(filepath.Join(target, name)); err != nil || string(b) != body {

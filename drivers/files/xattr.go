@@ -295,6 +295,7 @@ func (x *extractor) finishXattrWarnings() {
 		} else {
 			msg = fmt.Sprintf("extended attribute %s not restored: %v: %s (first: %q)", w.attr, w.err, n, w.first)
 		}
+		x.log.Warn("files: " + msg)
 		x.stats.Warnings = append(x.stats.Warnings, msg)
 	}
 }
