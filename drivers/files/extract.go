@@ -213,6 +213,7 @@ type dirMeta struct {
 	mode         fs.FileMode
 	uid, gid     int
 	atime, mtime time.Time
+	hdr          *tar.Header // set when it has extended attributes
 }
 
 func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
@@ -379,12 +380,17 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		return nil
 	}
 	x.dirs[name] = true
-	x.setXattrsAt(name, hdr)
 	if hdr.Mode&0o6000 != 0 {
 		x.special(hdr)
 	}
 	uid, gid := x.owner(hdr)
-	x.meta[name] = dirMeta{mode: fileMode(hdr.Mode), uid: uid, gid: gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+	// Its extended attributes too wait for the end: a default ACL set now
+	// would be inherited by the files restored into it.
+	m := dirMeta{mode: fileMode(hdr.Mode), uid: uid, gid: gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+	if hasXattrs(hdr) {
+		m.hdr = hdr
+	}
+	x.meta[name] = m
 	x.stats.Dirs++
 	return nil
 }
@@ -670,6 +676,7 @@ func (x *extractor) finishDirs() {
 		if err != nil || !fi.IsDir() {
 			continue // replaced since
 		}
+		x.setXattrsAt(name, m.hdr)
 		if x.asRoot {
 			err = ignoreEPERM(x.root.Lchown(name, m.uid, m.gid))
 		}

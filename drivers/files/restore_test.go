@@ -405,13 +405,16 @@ func TestWriteNewReplacesWithoutWritingThrough(t *testing.T) {
 }
 
 // xattrTree makes src/f with a user xattr and an ACL, src/d with a default
-// ACL, and src/cap with a file capability, with the stock tools.
+// ACL (and src/d/plain without any), and src/cap with a file capability,
+// with the stock tools.
 func xattrTree(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(filepath.Join(src, "d"), 0o755)
 	os.WriteFile(filepath.Join(src, "f"), []byte("f"), 0o640)
 	os.WriteFile(filepath.Join(src, "cap"), []byte("#!/bin/sh\n"), 0o755)
+	// Made before d got its default ACL: it has none.
+	os.WriteFile(filepath.Join(src, "d", "plain"), []byte("p"), 0o644)
 	if err := unix.Setxattr(filepath.Join(src, "f"), "user.probe", []byte("x"), 0); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("the temporary directory's file system does not take user extended attributes: %v", err)

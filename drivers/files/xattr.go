@@ -230,7 +230,7 @@ func (x *extractor) setXattrs(name string, hdr *tar.Header, path string, fd int)
 // its parent directory, opened below the root and known not to be a
 // symlink.
 func (x *extractor) setXattrsAt(name string, hdr *tar.Header) {
-	if !hasXattrs(hdr) {
+	if hdr == nil || !hasXattrs(hdr) {
 		return
 	}
 	parent, err := x.root.Open(path.Dir(name))
