@@ -144,8 +144,9 @@ const maxListed = 20
 // is empty); an existing file is unlinked first, never written through, so
 // a hard link in target to a file elsewhere cannot be abused.
 //
-// Every entry not restored is listed in the stats' Skipped, and once the
-// whole archive is read Extract returns an *IncompleteError naming them.
+// Every entry not restored is listed in the stats' Skipped, and Extract
+// returns an *IncompleteError naming them: that very error when it read the
+// whole archive (a partial restore), joined to what stopped it otherwise.
 // A read error of r, a write error in target, or the end of ctx (checked
 // between entries and at least every MiB within one) stops Extract with an
 // error; directories restored until then still get their modes and mtimes.
@@ -181,7 +182,11 @@ func Extract(ctx context.Context, r io.Reader, target string, opts ExtractOption
 	x.finishDirs()
 	x.finishXattrWarnings()
 	if len(x.stats.Skipped) > 0 {
-		err = errors.Join(err, &IncompleteError{Target: target, Refused: x.refused, Skipped: x.stats.Skipped})
+		ie := &IncompleteError{Target: target, Refused: x.refused, Skipped: x.stats.Skipped}
+		if err == nil {
+			return x.stats, ie
+		}
+		err = errors.Join(err, ie)
 	}
 	return x.stats, err
 }
