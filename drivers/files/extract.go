@@ -411,9 +411,10 @@ func (x *extractor) file(ctx context.Context, name string, hdr *tar.Header, tr *
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) {
 			// Something that is not ours to remove is in the way.
 			x.skipReason(hdr.Name, "a directory that is not empty is in its place")
-			return nil
+		} else {
+			x.skip(hdr.Name, err)
 		}
-		return fmt.Errorf("extract %s: %w", name, err)
+		return nil
 	}
 	var n int64
 	if IsSparse(hdr) {
@@ -707,16 +708,7 @@ func (x *extractor) refuse(name, what string) {
 }
 
 func (x *extractor) skip(name string, err error) {
-	var reason string
-	switch err := errnoOf(err); {
-	case errors.Is(err, errNotDir):
-		reason = err.Error()
-	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
-		reason = "permission denied: " + err.Error()
-	default:
-		reason = err.Error()
-	}
-	x.skipReason(name, reason)
+	x.skipReason(name, errnoOf(err).Error())
 }
 
 func (x *extractor) skipReason(name, reason string) {
