@@ -530,3 +530,24 @@ func TestXattrsUnsupportedWarnOnce(t *testing.T) {
 		t.Errorf("%d calls, stats %+v", calls, stats)
 	}
 }
+
+func TestExtractStopsAtRawSize(t *testing.T) {
+	big := strings.Repeat("data", 1<<20) // 4 MiB
+	archive := buildTar(t, []tarEntry{{name: "big", typ: tar.TypeReg, body: big}, {name: "after", typ: tar.TypeReg, body: "x"}})
+	const limit = 1 << 20
+	target := t.TempDir()
+	stats, err := Extract(context.Background(), LimitRaw(context.Background(), bytes.NewReader(archive), limit), target, ExtractOptions{})
+	var re *RawSizeError
+	if !errors.As(err, &re) || re.Limit != limit {
+		t.Fatalf("err = %v, want a *RawSizeError", err)
+	}
+	if want := "extract big: read tar: " + re.Error(); err.Error() != want {
+		t.Errorf("error:\n got %s\nwant %s", err, want)
+	}
+	if stats.Bytes > limit {
+		t.Errorf("wrote %d bytes past a raw size of %d", stats.Bytes, limit)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "after")); err == nil {
+		t.Error("entries after the limit were restored")
+	}
+}
