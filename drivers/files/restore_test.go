@@ -551,3 +551,29 @@ func TestExtractStopsAtRawSize(t *testing.T) {
 		t.Error("entries after the limit were restored")
 	}
 }
+
+func TestExtractACLsOfGNUTar(t *testing.T) {
+	// GNU tar's --acls alone writes ACLs as SCHILY.acl.* text only.
+	src := xattrTree(t)
+	file := filepath.Join(t.TempDir(), "gnu.tar")
+	run(t, "tar", "--acls", "--format=posix", "-cf", file, "-C", src, "f", "d")
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	target := t.TempDir()
+	if _, err := Extract(context.Background(), f, target, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"f", "d"} {
+		got := run(t, "getfacl", "-c", filepath.Join(target, name))
+		want := run(t, "getfacl", "-c", filepath.Join(src, name))
+		if got != want || !strings.Contains(got, "user:nobody:") {
+			t.Errorf("%s: getfacl of the restored copy:\n%s\nof the original:\n%s", name, got, want)
+		}
+	}
+	if got := run(t, "getfacl", "-c", filepath.Join(target, "d", "plain")); strings.Contains(got, "nobody") {
+		t.Errorf("d/plain inherited an ACL:\n%s", got)
+	}
+}

@@ -2,9 +2,12 @@ package files
 
 import (
 	"archive/tar"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"os/user"
 
 	"path"
 	"path/filepath"
@@ -179,14 +182,128 @@ func orID(name string, id uint32) string {
 	return name
 }
 
-// hasXattrs reports whether hdr records extended attributes.
+// hasXattrs reports whether hdr records extended attributes or ACLs.
 func hasXattrs(hdr *tar.Header) bool {
 	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, paxXattr) {
+		if strings.HasPrefix(k, paxXattr) || k == paxACLAccess || k == paxACLDefault {
 			return true
 		}
 	}
 	return false
+}
+
+// xattrsOf returns the extended attributes hdr records, by name: its
+// SCHILY.xattr.* records, and the ACLs of SCHILY.acl.* text records that
+// have no SCHILY.xattr.system.posix_acl_* twin (an archive of GNU tar's
+// --acls without --xattrs).
+func xattrsOf(hdr *tar.Header) map[string]string {
+	attrs := map[string]string{}
+	for k, v := range hdr.PAXRecords {
+		if name, ok := strings.CutPrefix(k, paxXattr); ok {
+			attrs[name] = v
+		}
+	}
+	for rec, name := range map[string]string{paxACLAccess: xattrACLAccess, paxACLDefault: xattrACLDefault} {
+		text, ok := hdr.PAXRecords[rec]
+		if _, have := attrs[name]; !ok || have {
+			continue
+		}
+		if v, ok := aclFromText(text); ok {
+			attrs[name] = string(v)
+		}
+	}
+	return attrs
+}
+
+// aclFromText converts an ACL in the text form GNU tar writes back to the
+// kernel's xattr form, entries sorted as the kernel wants them. A minimal
+// ACL (owner, group, other only) gives nothing: the mode holds it.
+func aclFromText(text string) ([]byte, bool) {
+	type ent struct {
+		tag  uint16
+		perm uint16
+		id   uint32
+	}
+	var ents []ent
+	for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 3 || len(f[2]) != 3 {
+			return nil, false
+		}
+		e := ent{id: 0xffffffff}
+		for i, c := range "rwx" {
+			switch f[2][i] {
+			case byte(c):
+				e.perm |= 4 >> i
+			case '-':
+			default:
+				return nil, false
+			}
+		}
+		switch {
+		case f[0] == "user" && f[1] == "":
+			e.tag = aclUserObj
+		case f[0] == "user":
+			e.tag = aclUser
+		case f[0] == "group" && f[1] == "":
+			e.tag = aclGroupObj
+		case f[0] == "group":
+			e.tag = aclGroup
+		case f[0] == "mask":
+			e.tag = aclMask
+		case f[0] == "other":
+			e.tag = aclOther
+		default:
+			return nil, false
+		}
+		if e.tag == aclUser || e.tag == aclGroup {
+			id, ok := lookupID(f[1], e.tag == aclUser)
+			if !ok {
+				return nil, false
+			}
+			e.id = id
+		}
+		ents = append(ents, e)
+	}
+	if len(ents) <= 3 {
+		return nil, false
+	}
+	slices.SortFunc(ents, func(a, b ent) int {
+		if a.tag != b.tag {
+			return int(a.tag) - int(b.tag)
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	v := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range ents {
+		v = binary.LittleEndian.AppendUint16(v, e.tag)
+		v = binary.LittleEndian.AppendUint16(v, e.perm)
+		v = binary.LittleEndian.AppendUint32(v, e.id)
+	}
+	return v, true
+}
+
+// lookupID returns the id of a user or group name, or of a number.
+func lookupID(name string, isUser bool) (uint32, bool) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(n), true
+	}
+	var id string
+	if isUser {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return 0, false
+		}
+		id = u.Uid
+	} else {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return 0, false
+		}
+		id = g.Gid
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	return uint32(n), err == nil
 }
 
 // xattrSetter is what Extract sets extended attributes with; tests replace
@@ -206,16 +323,10 @@ func setxattr(path string, fd int, name string, value []byte) error {
 // name, open as fd, or reached as path when fd is negative. Failures are
 // warnings.
 func (x *extractor) setXattrs(name string, hdr *tar.Header, path string, fd int) {
-	keys := make([]string, 0, len(hdr.PAXRecords))
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, paxXattr) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		attr := k[len(paxXattr):]
-		err := x.setxattr(path, fd, attr, []byte(hdr.PAXRecords[k]))
+	attrs := xattrsOf(hdr)
+	keys := slices.Sorted(maps.Keys(attrs))
+	for _, attr := range keys {
+		err := x.setxattr(path, fd, attr, []byte(attrs[attr]))
 		if err != nil {
 			x.xattrFailed(name, attr, path, fd, err)
 			if errors.Is(err, unix.ENOTSUP) {
