@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the command-line tools the tests use to check what Aegis writes
-# with tools that are not Aegis (tar, zstd, gzip, openssl, age). Idempotent:
+# with tools that are not Aegis (tar, zstd, gzip, openssl, age, and setfattr,
+# setfacl, setcap for extended attributes). Idempotent:
 # it does nothing when they are all present.
 set -eu
 need=""
-for tool in tar:tar zstd:zstd gzip:gzip openssl:openssl age:age; do
+for tool in tar:tar zstd:zstd gzip:gzip openssl:openssl age:age setfattr:attr setfacl:acl setcap:libcap2-bin; do
 	cmd=${tool%%:*}
 	pkg=${tool##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"

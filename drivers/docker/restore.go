@@ -131,6 +131,10 @@ func unbaseTar(r io.Reader, w io.Writer, from string, root **tar.Header) error {
 		if err != nil {
 			return fmt.Errorf("read tar: %w", err)
 		}
+		if files.IsSparse(hdr) {
+			// Copying it would expand its holes, however large.
+			return fmt.Errorf("entry %q is a sparse file, which Aegis never writes: not an archive of volume %s", hdr.Name, from)
+		}
 		name, ok := rebase(hdr.Name, from, ".")
 		if !ok {
 			return fmt.Errorf("entry %q is not below %s/: not an archive of volume %s", hdr.Name, from, from)

@@ -22,7 +22,9 @@ import (
 
 // ExtractOptions tunes Extract. The zero value is ready to use.
 type ExtractOptions struct {
-	// Logger receives debug messages; nil discards them.
+	// Logger receives a warning for each entry not restored and each
+	// kind of extended attribute that could not be set, and debug
+	// messages; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -32,10 +34,81 @@ type ExtractStats struct {
 	Dirs  int64 // directory entries restored
 	Links int64 // symlinks and hard links created
 	Bytes int64 // bytes of file contents written, holes included
-	// Warnings are entries that were skipped for another reason than
-	// safety: a device node without the privilege to create it, a file in
-	// the way of a directory that is not empty, an unknown entry type.
+	// Skipped lists, in archive order, every entry that was not restored,
+	// or not restored whole (its owner, mode or times could not be set),
+	// with the reason: an entry refused because it would land outside the
+	// target, a file whose place is taken by a directory that is not
+	// empty, an entry below a path that is not a directory, a hard link
+	// whose target is missing, a device node without the privilege to
+	// create it, an unknown entry type.
+	Skipped []Skipped
+	// Special lists the device nodes, FIFOs and setuid or setgid files
+	// restored, in archive order, for the restore's summary.
+	Special []Special
+	// Warnings say what was restored with less than the archive holds:
+	// extended attributes, ACLs and file capabilities that a file system
+	// cannot hold (once per file system) or that could not be set.
 	Warnings []string
+}
+
+// Skipped is an entry that Extract did not restore, or not whole.
+type Skipped struct {
+	Name   string // the entry's name in the archive
+	Reason string
+}
+
+// Special is a device node, a FIFO or a setuid or setgid file that Extract
+// restored.
+type Special struct {
+	Name string // the entry's name in the archive
+	// Kind is "character device MAJOR:MINOR", "block device MAJOR:MINOR",
+	// "FIFO", "setuid file", "setgid file" or "setuid and setgid file"
+	// (directories: "setgid directory").
+	Kind string
+}
+
+// IncompleteError is the error of an extraction that went through the
+// whole archive but left entries out. Its message names the refused
+// entries, then the others with their reasons, the first 20 of each.
+type IncompleteError struct {
+	Target  string
+	Refused []string  // entries refused for landing outside Target, quoted
+	Skipped []Skipped // every entry not restored, refused ones included
+}
+
+func (e *IncompleteError) Error() string {
+	var parts []string
+	if n := len(e.Refused); n > 0 {
+		parts = append(parts, fmt.Sprintf("refused %d %s that would land outside %s: %s", n, plural(n, "entry", "entries"), e.Target, listed(e.Refused)))
+	}
+	var other []string
+	for _, s := range e.Skipped {
+		if s.Reason != reasonRefused {
+			other = append(other, fmt.Sprintf("%q (%s)", s.Name, s.Reason))
+		}
+	}
+	if n := len(other); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s not restored in %s: %s", n, plural(n, "entry", "entries"), e.Target, listed(other)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+const reasonRefused = "refused: it would land outside the target"
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// listed joins the first maxListed items and counts the others.
+func listed(items []string) string {
+	s := strings.Join(items[:min(len(items), maxListed)], ", ")
+	if n := len(items); n > maxListed {
+		s += fmt.Sprintf(" and %d more", n-maxListed)
+	}
+	return s
 }
 
 // holeBlock is the size of the all-zero blocks Extract skips over instead of
@@ -61,15 +134,22 @@ const maxListed = 20
 // the time of the extraction); directories get theirs at the end, deepest
 // first, so that read-only directories can be filled. When
 // running as root, owners are restored too: by user and group name when
-// that name exists on this host, else by numeric id. All-zero 64 KiB blocks
-// of regular files are left as holes. An existing entry in target is
-// replaced (a directory only by a directory, unless it is empty); an
-// existing file is unlinked first, never written through, so a hard link in
-// target to a file elsewhere cannot be abused.
+// that name exists on this host, else by numeric id. Extended attributes
+// (SCHILY.xattr.* records: POSIX ACLs and file capabilities included) are
+// set after the owner, so that a capability survives it; a file system
+// that cannot hold them gets one warning. All-zero 64 KiB blocks of
+// regular files are left as holes, and the holes of a sparse entry are
+// never expanded: the work is bounded by the bytes stored. An existing
+// entry in target is replaced (a directory only by a directory, unless it
+// is empty); an existing file is unlinked first, never written through, so
+// a hard link in target to a file elsewhere cannot be abused.
 //
-// A read error of r, a write error in target, or the end of ctx stops
-// Extract with an error; directories restored until then still get their
-// modes and mtimes.
+// Every entry not restored is listed in the stats' Skipped, and Extract
+// returns an *IncompleteError naming them: that very error when it read the
+// whole archive (a partial restore), joined to what stopped it otherwise.
+// A read error of r, a write error in target, or the end of ctx (checked
+// between entries and at least every MiB within one) stops Extract with an
+// error; directories restored until then still get their modes and mtimes.
 func Extract(ctx context.Context, r io.Reader, target string, opts ExtractOptions) (ExtractStats, error) {
 	log := opts.Logger
 	if log == nil {
@@ -92,17 +172,28 @@ func Extract(ctx context.Context, r io.Reader, target string, opts ExtractOption
 		uids:   map[string]int{},
 		gids:   map[string]int{},
 		buf:    make([]byte, copyBufSize),
+
+		xattrWarn: map[string]*xattrWarning{},
+		setxattr:  xattrSetter,
 	}
-	err = x.run(ctx, tar.NewReader(r))
+	x.target = target
+	// Every read checks ctx, the ones tar makes to skip an entry too.
+	err = x.run(ctx, tar.NewReader(ctxReader{ctx: ctx, r: r}))
 	x.finishDirs()
-	if n := len(x.refused); n > 0 {
-		err = errors.Join(err, x.refusedError(target))
+	x.finishXattrWarnings()
+	if len(x.stats.Skipped) > 0 {
+		ie := &IncompleteError{Target: target, Refused: x.refused, Skipped: x.stats.Skipped}
+		if err == nil {
+			return x.stats, ie
+		}
+		err = errors.Join(err, ie)
 	}
 	return x.stats, err
 }
 
 type extractor struct {
 	root   *os.Root
+	target string
 	log    *slog.Logger
 	asRoot bool
 	stats  ExtractStats
@@ -115,12 +206,19 @@ type extractor struct {
 	uids    map[string]int
 	gids    map[string]int
 	buf     []byte
+	// xattrWarn collects the failures to set extended attributes, one per
+	// file system without support, or per attribute namespace and error.
+	xattrWarn map[string]*xattrWarning
+	xattrKeys []string
+	// setxattr sets one extended attribute; a test may replace it.
+	setxattr func(path string, fd int, name string, value []byte) error
 }
 
 type dirMeta struct {
 	mode         fs.FileMode
 	uid, gid     int
 	atime, mtime time.Time
+	hdr          *tar.Header // set when it has extended attributes
 }
 
 func (x *extractor) run(ctx context.Context, tr *tar.Reader) error {
@@ -150,7 +248,7 @@ func (x *extractor) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) 
 	}
 	name, ok := cleanName(hdr.Name)
 	if !ok {
-		x.refuse(strconv.Quote(hdr.Name))
+		x.refuse(hdr.Name, strconv.Quote(hdr.Name))
 		return nil
 	}
 	if name == "." {
@@ -158,7 +256,7 @@ func (x *extractor) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) 
 	}
 	refuse, err := x.parents(name, true)
 	if refuse {
-		x.refuse(strconv.Quote(hdr.Name))
+		x.refuse(hdr.Name, strconv.Quote(hdr.Name))
 		return nil
 	}
 	if err != nil {
@@ -176,13 +274,14 @@ func (x *extractor) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) 
 			return nil
 		}
 		x.chown(name, hdr)
+		x.setXattrsAt(name, hdr)
 		x.stats.Links++
 	case tar.TypeLink:
 		return x.hardLink(name, hdr)
 	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 		x.node(name, hdr)
 	default:
-		x.stats.Warnings = append(x.stats.Warnings, fmt.Sprintf("skipped %q: unsupported entry type %q", hdr.Name, hdr.Typeflag))
+		x.skipReason(hdr.Name, fmt.Sprintf("unsupported entry type %q", hdr.Typeflag))
 	}
 	return nil
 }
@@ -225,7 +324,7 @@ func (x *extractor) parents(name string, create bool) (refuse bool, err error) {
 		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
 			return true, nil
 		case err == nil:
-			return false, fmt.Errorf("%s is not a directory", p)
+			return false, fmt.Errorf("its parent %s is %w", p, errNotDir)
 		case errors.Is(err, fs.ErrNotExist) && create:
 			if err := x.root.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 				return false, err
@@ -286,13 +385,22 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 		return nil
 	}
 	x.dirs[name] = true
+	if hdr.Mode&0o6000 != 0 {
+		x.special(hdr)
+	}
 	uid, gid := x.owner(hdr)
-	x.meta[name] = dirMeta{mode: fileMode(hdr.Mode), uid: uid, gid: gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+	// Its extended attributes too wait for the end: a default ACL set now
+	// would be inherited by the files restored into it.
+	m := dirMeta{mode: fileMode(hdr.Mode), uid: uid, gid: gid, atime: atimeOf(hdr), mtime: hdr.ModTime}
+	if hasXattrs(hdr) {
+		m.hdr = hdr
+	}
+	x.meta[name] = m
 	x.stats.Dirs++
 	return nil
 }
 
-func (x *extractor) file(ctx context.Context, name string, hdr *tar.Header, r io.Reader) error {
+func (x *extractor) file(ctx context.Context, name string, hdr *tar.Header, tr *tar.Reader) error {
 	var f *os.File
 	err := x.replace(name, func() error {
 		var err error
@@ -302,18 +410,34 @@ func (x *extractor) file(ctx context.Context, name string, hdr *tar.Header, r io
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EISDIR) {
 			// Something that is not ours to remove is in the way.
+			x.skipReason(hdr.Name, "a directory that is not empty is in its place")
+		} else {
 			x.skip(hdr.Name, err)
-			return nil
 		}
-		return fmt.Errorf("extract %s: %w", name, err)
+		return nil
 	}
-	n, err := x.writeSparse(ctx, f, r)
+	var n int64
+	if IsSparse(hdr) {
+		n, err = writeHoles(ctx, tr, f)
+	} else {
+		n, err = x.writeSparse(ctx, f, tr)
+	}
 	x.stats.Bytes += n
+	if errors.Is(err, unix.EFBIG) {
+		// A sparse entry larger than this file system allows: the
+		// archive goes on after it.
+		f.Close()
+		_ = x.root.Remove(name)
+		x.skipReason(hdr.Name, fmt.Sprintf("its size of %d bytes is more than the file system allows", hdr.Size))
+		return nil
+	}
 	if err == nil && x.asRoot {
 		uid, gid := x.owner(hdr)
 		err = ignoreEPERM(f.Chown(uid, gid))
 	}
 	if err == nil {
+		// After the owner, which clears a file capability.
+		x.setXattrs(name, hdr, "", int(f.Fd()))
 		err = f.Chmod(fileMode(hdr.Mode))
 	}
 	if cerr := f.Close(); err == nil {
@@ -326,6 +450,9 @@ func (x *extractor) file(ctx context.Context, name string, hdr *tar.Header, r io
 		return fmt.Errorf("extract %s: %w", name, err)
 	}
 	x.stats.Files++
+	if hdr.Mode&0o6000 != 0 {
+		x.special(hdr)
+	}
 	return nil
 }
 
@@ -400,11 +527,15 @@ func (x *extractor) hardLink(name string, hdr *tar.Header) error {
 		refused, err = x.parents(target, false)
 	}
 	if refused {
-		x.refuse(fmt.Sprintf("%q (hard link to %q)", hdr.Name, hdr.Linkname))
+		x.refuse(hdr.Name, fmt.Sprintf("%q (hard link to %q)", hdr.Name, hdr.Linkname))
 		return nil
 	}
 	if err == nil && target != name {
 		err = x.replace(name, func() error { return x.root.Link(target, name) })
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		x.skipReason(hdr.Name, fmt.Sprintf("the target of the hard link, %q, is missing", hdr.Linkname))
+		return nil
 	}
 	if err != nil {
 		x.skip(hdr.Name, err)
@@ -442,18 +573,48 @@ func (x *extractor) node(name string, hdr *tar.Header) {
 		}
 		return err
 	})
-	if err == nil && x.asRoot {
-		x.chown(name, hdr)
+	if err != nil {
+		x.skip(hdr.Name, err)
+		return
 	}
-	if err == nil {
-		err = x.root.Chmod(name, fileMode(hdr.Mode))
-	}
+	x.chown(name, hdr)
+	x.setXattrsAt(name, hdr)
+	err = x.root.Chmod(name, fileMode(hdr.Mode))
 	if err == nil {
 		err = x.root.Chtimes(name, atimeOf(hdr), hdr.ModTime)
 	}
 	if err != nil {
 		x.skip(hdr.Name, err)
 	}
+	x.special(hdr)
+}
+
+// special lists hdr in the stats' Special.
+func (x *extractor) special(hdr *tar.Header) {
+	var kind string
+	switch hdr.Typeflag {
+	case tar.TypeChar:
+		kind = fmt.Sprintf("character device %d:%d", hdr.Devmajor, hdr.Devminor)
+	case tar.TypeBlock:
+		kind = fmt.Sprintf("block device %d:%d", hdr.Devmajor, hdr.Devminor)
+	case tar.TypeFifo:
+		kind = "FIFO"
+	case tar.TypeDir:
+		if hdr.Mode&0o2000 == 0 {
+			return // setuid on a directory means nothing on Linux
+		}
+		kind = "setgid directory"
+	default:
+		switch hdr.Mode & 0o6000 {
+		case 0o4000:
+			kind = "setuid file"
+		case 0o2000:
+			kind = "setgid file"
+		default:
+			kind = "setuid and setgid file"
+		}
+	}
+	x.stats.Special = append(x.stats.Special, Special{Name: hdr.Name, Kind: kind})
 }
 
 // chown gives name the owner of hdr without following a symlink, when
@@ -521,6 +682,7 @@ func (x *extractor) finishDirs() {
 		if err != nil || !fi.IsDir() {
 			continue // replaced since
 		}
+		x.setXattrsAt(name, m.hdr)
 		if x.asRoot {
 			err = ignoreEPERM(x.root.Lchown(name, m.uid, m.gid))
 		}
@@ -536,29 +698,22 @@ func (x *extractor) finishDirs() {
 	}
 }
 
-func (x *extractor) refuse(what string) {
-	x.log.Debug("files: refused entry", "entry", what)
+// errNotDir marks a path in the way of an entry's parent directory.
+var errNotDir = errors.New("not a directory")
+
+func (x *extractor) refuse(name, what string) {
+	x.log.Warn("files: entry not restored", "entry", name, "reason", reasonRefused)
 	x.refused = append(x.refused, what)
+	x.stats.Skipped = append(x.stats.Skipped, Skipped{Name: name, Reason: reasonRefused})
 }
 
 func (x *extractor) skip(name string, err error) {
-	msg := fmt.Sprintf("skipped %q: %v", name, errnoOf(err))
-	x.log.Debug("files: " + msg)
-	x.stats.Warnings = append(x.stats.Warnings, msg)
+	x.skipReason(name, errnoOf(err).Error())
 }
 
-func (x *extractor) refusedError(target string) error {
-	n := len(x.refused)
-	noun := "entries"
-	if n == 1 {
-		noun = "entry"
-	}
-	listed := x.refused[:min(n, maxListed)]
-	msg := fmt.Sprintf("refused %d %s that would land outside %s: %s", n, noun, target, strings.Join(listed, ", "))
-	if n > maxListed {
-		msg += fmt.Sprintf(" and %d more", n-maxListed)
-	}
-	return errors.New(msg)
+func (x *extractor) skipReason(name, reason string) {
+	x.log.Warn("files: entry not restored", "entry", name, "reason", reason)
+	x.stats.Skipped = append(x.stats.Skipped, Skipped{Name: name, Reason: reason})
 }
 
 // fileMode converts the mode of a tar header, permission bits and setuid,

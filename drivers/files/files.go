@@ -136,7 +136,11 @@ func abort(w io.WriteCloser, err error) {
 //     device nodes (as headers) are stored; sockets are skipped. A file with
 //     several names is stored once, its later names as hard links to the
 //     first. Mode (setuid, setgid and sticky bits included), owner ids and
-//     names, and the mtime to the nanosecond are kept. A configured path
+//     names, the mtime to the nanosecond, and extended attributes are
+//     kept: each as a SCHILY.xattr.NAME record, POSIX ACLs also as
+//     SCHILY.acl.access and SCHILY.acl.default text, as GNU tar writes
+//     them (the directories above the configured paths are stored without
+//     theirs). A configured path
 //     that is itself a symlink is stored as a symlink, with a warning.
 //
 // spec.Exclude is applied by the rule in the package documentation. With
@@ -407,6 +411,7 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 			h.Typeflag = tar.TypeLink
 			h.Linkname = first
 			h.Size = 0
+			h.PAXRecords = nil // the first name carries the attributes
 			if err := a.tw.WriteHeader(&h); err != nil {
 				return fmt.Errorf("write tar: %w", err)
 			}

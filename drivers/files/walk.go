@@ -133,7 +133,7 @@ func (w *walker) visit(ctx context.Context, dirfd int, dir, name string, typ fs.
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		if err := w.emit(ctx, &entry{hdr: w.header(abs, &st), fd: -1}); err != nil {
+		if err := w.emit(ctx, &entry{hdr: w.headerX(ctx, abs, &st, fd), fd: -1}); err != nil {
 			closeFD(fd)
 			return err
 		}
@@ -158,7 +158,7 @@ func (w *walker) visit(ctx context.Context, dirfd int, dir, name string, typ fs.
 		if err != nil {
 			return w.warn(ctx, skipMessage(abs, err))
 		}
-		h := w.header(abs, &st)
+		h := w.headerX(ctx, abs, &st, -1)
 		h.Linkname = target
 		if err := w.emit(ctx, &entry{hdr: h, fd: -1}); err != nil {
 			return err
@@ -168,7 +168,7 @@ func (w *walker) visit(ctx context.Context, dirfd int, dir, name string, typ fs.
 		}
 		return nil
 	case unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK:
-		return w.emit(ctx, &entry{hdr: w.header(abs, &st), fd: -1})
+		return w.emit(ctx, &entry{hdr: w.headerX(ctx, abs, &st, -1), fd: -1})
 	}
 	// Sockets are recreated by whatever listens on them.
 	if top {
@@ -248,7 +248,7 @@ func (w *walker) followLink(ctx context.Context, abs string) error {
 	if err != nil {
 		return w.warn(ctx, skipMessage(abs, err))
 	}
-	if err := w.emit(ctx, &entry{hdr: w.header(abs, &st), fd: -1}); err != nil {
+	if err := w.emit(ctx, &entry{hdr: w.headerX(ctx, abs, &st, fd), fd: -1}); err != nil {
 		closeFD(fd)
 		return err
 	}
@@ -257,7 +257,7 @@ func (w *walker) followLink(ctx context.Context, abs string) error {
 
 // file sends a regular file, open as fd, to be written.
 func (w *walker) file(ctx context.Context, abs string, st *unix.Stat_t, fd int) error {
-	e := &entry{hdr: w.header(abs, st), path: abs, fd: fd}
+	e := &entry{hdr: w.headerX(ctx, abs, st, fd), path: abs, fd: fd}
 	if st.Nlink > 1 {
 		e.multi = true
 		e.key = devIno{uint64(st.Dev), st.Ino}
@@ -397,6 +397,19 @@ func readlinkat(dirfd int, name string) (string, error) {
 			return string(buf[:n]), nil
 		}
 	}
+}
+
+// headerX describes the entry at abs from its stat and its extended
+// attributes, read from fd when it is open (else from abs, not following a
+// symlink). What cannot be read is a warning, sent before the entry.
+func (w *walker) headerX(ctx context.Context, abs string, st *unix.Stat_t, fd int) tar.Header {
+	h := w.header(abs, st)
+	for _, msg := range w.xattrs(&h, fd, abs) {
+		// An error here is the end of ctx, which the emit of the entry
+		// reports.
+		_ = w.warn(ctx, msg)
+	}
+	return h
 }
 
 // header describes the entry at abs from its stat.

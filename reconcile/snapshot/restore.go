@@ -354,7 +354,7 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 			_, err = io.Copy(io.Discard, raw)
 		}
 	default:
-		st, err = writeRaw(raw, dir, ob.Name)
+		st, err = writeRaw(ctx, raw, dir, ob.Name)
 	}
 	if cerr := check(); cerr != nil {
 		return st, cerr
@@ -362,21 +362,15 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 	return st, err
 }
 
-// writeRaw stores a non-tar object (a database dump) as one file.
-func writeRaw(r io.Reader, dir, name string) (files.ExtractStats, error) {
+// writeRaw stores a non-tar object (a database dump) as a new file, owned
+// by root with mode 0600, never through what is already there.
+func writeRaw(ctx context.Context, r io.Reader, dir, name string) (files.ExtractStats, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return files.ExtractStats{}, err
 	}
 	defer root.Close()
-	f, err := root.OpenFile(name, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return files.ExtractStats{}, err
-	}
-	n, err := io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := files.WriteNew(ctx, root, name, r, 0o600, 0, 0)
 	return files.ExtractStats{Files: 1, Bytes: n}, err
 }
 
