@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -235,20 +234,52 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 			}
 		}
 	}
+	// An object restored in part (entries it could not put in place) does
+	// not stop the others; the restore then ends with every entry not
+	// restored named, and the directory stays marked incomplete.
+	var partial []*files.IncompleteError
 	for _, ob := range m.Objects {
-		st, err := restoreObject(ctx, dest, m, ob, dec, dir, opts.Unpack)
-		total.Files += st.Files
-		total.Dirs += st.Dirs
-		total.Links += st.Links
-		total.Bytes += st.Bytes
+		st, err := restoreObject(ctx, dest, m, ob, dec, dir, opts.Unpack, opts.Logger)
+		addStats(&total, st)
+		if inc, ok := err.(*files.IncompleteError); ok {
+			partial = append(partial, inc)
+			continue
+		}
 		if err != nil {
 			return total, err
 		}
+	}
+	if len(partial) > 0 {
+		return total, joinIncomplete(dir, partial)
 	}
 	if opts.Unpack != nil {
 		return total, nil
 	}
 	return total, os.Remove(marker)
+}
+
+// addStats adds what one object's restore did to the run's totals.
+func addStats(total *files.ExtractStats, st files.ExtractStats) {
+	total.Files += st.Files
+	total.Dirs += st.Dirs
+	total.Links += st.Links
+	total.Bytes += st.Bytes
+	total.Skipped = append(total.Skipped, st.Skipped...)
+	total.Special = append(total.Special, st.Special...)
+	total.Warnings = append(total.Warnings, st.Warnings...)
+}
+
+// joinIncomplete makes one IncompleteError of the objects restored in part.
+func joinIncomplete(dir string, parts []*files.IncompleteError) error {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	all := &files.IncompleteError{Target: dir}
+	for _, p := range parts {
+		all.Refused = append(all.Refused, p.Refused...)
+		all.Skipped = append(all.Skipped, p.Skipped...)
+	}
+	return all
 }
 
 // sealedReader returns a function that reads a snapshot's sealed manifest.
@@ -310,7 +341,9 @@ func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotMan
 		rc.Close()
 		return nil, nil, nil, fmt.Errorf("%s: %w", where, err)
 	}
-	raw := &countReader{ReadCloser: dr}
+	// The decoded stream may never outgrow the manifest's rawSize: a
+	// damaged or crafted object is stopped there, not written out in full.
+	raw := &countReader{ReadCloser: limitedReadCloser{Reader: files.LimitRaw(ctx, dr, ob.RawSize), Closer: dr}}
 	check := func() error {
 		// Read what the consumer did not need (tar padding, trailers), so
 		// the counts and the hash cover every byte. A damaged object is
@@ -337,7 +370,8 @@ func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotMan
 	return &errPrefixReader{r: raw, where: where}, check, closeFn, nil
 }
 
-func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder, dir string, unpack func(context.Context, v1.SnapshotObject, io.Reader) (files.ExtractStats, error)) (files.ExtractStats, error) {
+func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder, dir string,
+	unpack func(context.Context, v1.SnapshotObject, io.Reader) (files.ExtractStats, error), log *slog.Logger) (files.ExtractStats, error) {
 	raw, check, closeFn, err := openObject(ctx, dest, m, ob, dec)
 	if err != nil {
 		return files.ExtractStats{}, err
@@ -348,8 +382,8 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 	case unpack != nil:
 		st, err = unpack(ctx, ob, raw)
 	case ob.Format == "tar":
-		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{})
-		if err == nil {
+		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{Logger: log})
+		if _, partial := err.(*files.IncompleteError); err == nil || partial {
 			// Read the tar's end padding, so the hash covers every byte.
 			_, err = io.Copy(io.Discard, raw)
 		}
@@ -400,23 +434,9 @@ func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, keys *
 		}
 		var n int64
 		if ob.Format == "tar" {
-			tr := tar.NewReader(raw)
-			for {
-				_, err = tr.Next()
-				if err == io.EOF {
-					err = nil
-					break
-				}
-				if err != nil {
-					break
-				}
-				var c int64
-				c, err = io.Copy(io.Discard, tr)
-				n += c
-				if err != nil {
-					break
-				}
-			}
+			// Parse to the end without expanding sparse holes: the work is
+			// bounded by what is stored, and ctx stops it.
+			n, err = files.ScanTar(ctx, raw)
 			if err == nil {
 				_, err = io.Copy(io.Discard, raw)
 			}
@@ -435,6 +455,11 @@ func Verify(ctx context.Context, dest drivers.Destination, snap Snapshot, keys *
 		res.Bytes += n
 	}
 	return res
+}
+
+type limitedReadCloser struct {
+	io.Reader
+	io.Closer
 }
 
 type countReader struct {
