@@ -252,6 +252,39 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return newStallReader(body, s.opts.StallTimeout), nil
 }
 
+// GetRange opens length bytes of the object of key from offset, with one
+// ranged GET read under the same watchdog as Get's.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	name, err := s.objectName(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := drivers.CheckRange(offset, length); err != nil {
+		return nil, err
+	}
+	if length == 0 {
+		// HTTP cannot ask for no bytes: the object only has to exist.
+		if _, err := s.Stat(ctx, key); err != nil {
+			return nil, err
+		}
+		return http.NoBody, nil
+	}
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(offset, offset+length-1); err != nil {
+		return nil, drivers.Permanent(fmt.Errorf("download %s: %w", s.where(name), err))
+	}
+	body, _, _, err := s.core.GetObject(ctx, s.bucket, name, opts)
+	if isCode(err, "InvalidRange") {
+		// The range starts at or past the end of an object that exists (a
+		// missing one is NoSuchKey): none of its bytes are there.
+		return drivers.ExactReader(http.NoBody, length), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download %s bytes %d-%d: %w", s.where(name), offset, offset+length-1, s.classify(err, key))
+	}
+	return drivers.ExactReader(newStallReader(body, s.opts.StallTimeout), length), nil
+}
+
 // Stat describes the object of key.
 func (s *Store) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error) {
 	name, err := s.objectName(key)
