@@ -44,8 +44,8 @@ const tmpPrefix = drivers.TempPrefix
 
 // Defaults for the upload and its limits. With 8 MiB parts, 4 in flight,
 // an upload holds 40 MiB (docs/destinations.md, "Memory"): a backup to S3
-// peaked at 135 MiB RSS against 88 MiB to a local disk, at about the same
-// speed as with 16 MiB parts (which peaked at 177 MiB).
+// peaked at 135-145 MiB RSS against 88-94 MiB to a local disk, at least as
+// fast as with 16 MiB parts (which peaked at 162-181 MiB).
 const (
 	DefaultPartSize        = 8 << 20
 	DefaultParallelUploads = 4
