@@ -27,7 +27,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/textproto"
 	"os"
 	"path"
@@ -652,7 +651,7 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 		if _, err := s.Stat(ctx, key); err != nil {
 			return nil, err
 		}
-		return http.NoBody, nil
+		return io.NopCloser(strings.NewReader("")), nil
 	}
 	rc, err := s.retr(ctx, key, offset)
 	if err != nil {
