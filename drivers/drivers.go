@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -57,6 +58,16 @@ type ObjectInfo struct {
 // merely a prefix of others, or lies beneath an object, is missing. A Put
 // whose reader fails, or whose ctx ends before it commits, returns an error
 // wrapping the reader's error or ctx.Err() and leaves the key as it was.
+//
+// GetRange MUST check the key like Get, and MUST refuse an offset or a
+// length below zero with an error before touching anything. For a missing
+// key it MUST return an error wrapping ErrNotFound. Otherwise its reader
+// MUST yield exactly the length bytes of the object that start at offset
+// and then io.EOF; when the object ends before offset+length, it MUST
+// yield the bytes that exist and then io.ErrUnexpectedEOF (wrapped or not),
+// never io.EOF, so that a caller detects a truncated object. A zero length
+// MUST yield io.EOF at once. Closing the reader before its end MUST leave
+// the destination usable (connections in step, transfers aborted).
 // drivers/drivertest checks all of this; every driver runs it.
 type Destination interface {
 	// Put stores everything read from r under key, replacing any object of
@@ -64,6 +75,11 @@ type Destination interface {
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// Get opens the object under key; a missing key gives ErrNotFound.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens length bytes of the object under key starting at
+	// offset; a missing key gives ErrNotFound; offset < 0 or length < 0
+	// is an error; a range that runs past the end of the object yields the
+	// bytes that exist and then io.ErrUnexpectedEOF from Read.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// Stat describes the object under key; a missing key gives ErrNotFound.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// List returns every object whose key starts with prefix, sorted by key.
@@ -114,6 +130,50 @@ type Source interface {
 	// published.
 	Backup(ctx context.Context, out ObjectWriter) (SourceStats, error)
 }
+
+// CheckRange enforces the range rules of GetRange: offset and length not
+// below zero, and offset+length not past the largest int64. Its error is
+// permanent.
+func CheckRange(offset, length int64) error {
+	if offset < 0 || length < 0 || offset > math.MaxInt64-length {
+		return Permanent(fmt.Errorf("invalid range: offset %d, length %d", offset, length))
+	}
+	return nil
+}
+
+// ExactReader returns a reader of the next n bytes of rc that then reports
+// io.EOF, or io.ErrUnexpectedEOF when rc ends before n bytes: what GetRange
+// returns from a reader that starts at the range's offset. Closing it
+// closes rc.
+func ExactReader(rc io.ReadCloser, n int64) io.ReadCloser {
+	return &exactReader{rc: rc, left: n}
+}
+
+type exactReader struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (r *exactReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.rc.Read(p)
+	r.left -= int64(n)
+	switch {
+	case r.left <= 0:
+		// The range is complete, whatever the reader says next.
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (r *exactReader) Close() error { return r.rc.Close() }
 
 // Permanent marks err as one that retrying will not fix (wrong credentials,
 // an unknown host key, a missing bucket).

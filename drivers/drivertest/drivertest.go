@@ -31,10 +31,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,9 +50,12 @@ import (
 // for its own destination, which must hold no objects and be independent of
 // every other destination open returns; use t for temporary directories and
 // cleanup. Run closes each destination when its subtest ends.
-func Run(t *testing.T, open func(t *testing.T) drivers.Destination) {
+func Run(t *testing.T, open func(t *testing.T) drivers.Destination, opts ...Option) {
 	t.Helper()
 	s := suite{open: open}
+	for _, o := range opts {
+		o(&s)
+	}
 	for _, c := range []struct {
 		name string
 		fn   func(*testing.T, drivers.Destination)
@@ -67,6 +75,11 @@ func Run(t *testing.T, open func(t *testing.T) drivers.Destination) {
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"ConcurrentPutDeleteSamePrefix", testConcurrentPutDelete},
 		{"InvalidKeys", testInvalidKeys},
+		{"GetRange", testGetRange},
+		{"GetRangeEmptyObject", testGetRangeEmpty},
+		{"GetRangeNotFound", testGetRangeNotFound},
+		{"GetRangeInvalid", testGetRangeInvalid},
+		{"GetRangeLarge", testGetRangeLarge},
 	} {
 		s.run(t, c.name, c.fn)
 	}
@@ -80,11 +93,19 @@ func Run(t *testing.T, open func(t *testing.T) drivers.Destination) {
 		s.run(t, "PutCancelledAtEOF/"+suffix, putFails(existing, cancelAtEOF))
 		s.run(t, "PutInProgressInvisible/"+suffix, putInProgress(existing))
 	}
+	if s.root != nil {
+		s.run(t, "Sweep", s.testSweep)
+	}
 }
 
 type suite struct {
 	open func(t *testing.T) drivers.Destination
+	root func(d drivers.Destination) string
 }
+
+// Option adds to the suite the cases of what a driver does beyond the
+// Destination contract.
+type Option func(*suite)
 
 // run runs fn as a subtest with a fresh destination.
 func (s suite) run(t *testing.T, name string, fn func(*testing.T, drivers.Destination)) {
@@ -678,4 +699,273 @@ func putInProgress(existing bool) func(*testing.T, drivers.Destination) {
 		checkObject(t, d, key, data)
 		checkList(t, d, "", fmt.Sprintf("dir/obj:%d", len(data)))
 	}
+}
+
+// getRange reads the range of key and returns what it read and the error
+// that ended reading (nil at io.EOF).
+func getRange(t *testing.T, d drivers.Destination, key string, offset, length int64) ([]byte, error) {
+	t.Helper()
+	rc, err := d.GetRange(t.Context(), key, offset, length)
+	if err != nil {
+		t.Fatalf("GetRange(%q, %d, %d): %v", key, offset, length, err)
+	}
+	got, err := io.ReadAll(rc)
+	if cerr := rc.Close(); cerr != nil {
+		t.Errorf("GetRange(%q, %d, %d): close: %v", key, offset, length, cerr)
+	}
+	return got, err
+}
+
+// checkRange checks that the range of key reads as want, then ends as
+// wantErr says: nil for io.EOF, io.ErrUnexpectedEOF for a range past the
+// end of the object.
+func checkRange(t *testing.T, d drivers.Destination, key string, offset, length int64, want []byte, wantErr error) {
+	t.Helper()
+	got, err := getRange(t, d, key, offset, length)
+	if !errors.Is(err, wantErr) || (wantErr == nil && err != nil) {
+		t.Errorf("GetRange(%q, %d, %d): read ended with %v, want %v", key, offset, length, err, cmpErr(wantErr))
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("GetRange(%q, %d, %d): %s", key, offset, length, diffBytes(got, want))
+	}
+}
+
+func cmpErr(err error) any {
+	if err == nil {
+		return "io.EOF"
+	}
+	return err
+}
+
+func testGetRange(t *testing.T, d drivers.Destination) {
+	const size = 100_000
+	data := randomBytes(20, size)
+	put(t, d, "a/obj", data)
+	for _, c := range []struct {
+		name           string
+		offset, length int64
+		wantErr        error
+	}{
+		{"start", 0, 1000, nil},
+		{"first byte", 0, 1, nil},
+		{"middle", 40_000, 12_345, nil},
+		{"end", size - 500, 500, nil},
+		{"last byte", size - 1, 1, nil},
+		{"whole", 0, size, nil},
+		{"zero length at the start", 0, 0, nil},
+		{"zero length in the middle", 50_000, 0, nil},
+		{"zero length at the end", size, 0, nil},
+		{"past the end", size - 100, 1000, io.ErrUnexpectedEOF},
+		{"one byte past the end", 0, size + 1, io.ErrUnexpectedEOF},
+		{"at the end", size, 1, io.ErrUnexpectedEOF},
+		{"beyond the end", size + 10, 5, io.ErrUnexpectedEOF},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			lo, hi := min(c.offset, size), min(c.offset+c.length, size)
+			checkRange(t, d, "a/obj", c.offset, c.length, data[lo:hi], c.wantErr)
+		})
+	}
+	// Reading ranges leaves the object and the destination as they were.
+	checkObject(t, d, "a/obj", data)
+	checkList(t, d, "", fmt.Sprintf("a/obj:%d", size))
+}
+
+func testGetRangeEmpty(t *testing.T, d drivers.Destination) {
+	put(t, d, "empty", nil)
+	checkRange(t, d, "empty", 0, 0, nil, nil)
+	checkRange(t, d, "empty", 0, 1, nil, io.ErrUnexpectedEOF)
+	checkRange(t, d, "empty", 3, 10, nil, io.ErrUnexpectedEOF)
+}
+
+func testGetRangeNotFound(t *testing.T, d drivers.Destination) {
+	put(t, d, "a/b/c", []byte("abc"))
+	for _, key := range []string{"missing", "a", "a/b", "a/b/c/d", "a/b/cc"} {
+		for _, length := range []int64{0, 1, 10} {
+			rc, err := d.GetRange(t.Context(), key, 0, length)
+			if err == nil {
+				rc.Close()
+			}
+			if !errors.Is(err, drivers.ErrNotFound) {
+				t.Errorf("GetRange(%q, 0, %d): got error %v, want ErrNotFound", key, length, err)
+			}
+		}
+	}
+	// Once deleted, an object is missing for GetRange too.
+	if err := d.Delete(t.Context(), "a/b/c"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if rc, err := d.GetRange(t.Context(), "a/b/c", 1, 1); !errors.Is(err, drivers.ErrNotFound) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Errorf("GetRange of a deleted key: got error %v, want ErrNotFound", err)
+	}
+}
+
+func testGetRangeInvalid(t *testing.T, d drivers.Destination) {
+	put(t, d, "x", []byte("xyz"))
+	for _, c := range []struct {
+		key            string
+		offset, length int64
+	}{
+		{"x", -1, 1},
+		{"x", 0, -1},
+		{"x", -5, -5},
+		{"x", 1, math.MaxInt64},
+		{"missing", -1, 1},
+		{"", 0, 1},
+		{"../x", 0, 1},
+		{"/x", 0, 1},
+		{"a//b", 0, 0},
+	} {
+		rc, err := d.GetRange(t.Context(), c.key, c.offset, c.length)
+		if err == nil {
+			rc.Close()
+			t.Errorf("GetRange(%q, %d, %d) = <nil> error; want an error", c.key, c.offset, c.length)
+			continue
+		}
+		if errors.Is(err, drivers.ErrNotFound) {
+			t.Errorf("GetRange(%q, %d, %d): got ErrNotFound (%v), want an invalid argument", c.key, c.offset, c.length, err)
+		}
+	}
+	checkObject(t, d, "x", []byte("xyz"))
+	checkList(t, d, "", "x:3")
+}
+
+// testGetRangeLarge reads ranges of an object larger than any buffer a
+// driver keeps, near its end and across it, and closes ranges before their
+// end more often than a driver keeps connections: each such Close must
+// leave the destination usable.
+func testGetRangeLarge(t *testing.T, d drivers.Destination) {
+	const size = 3<<20 + 17
+	data := randomBytes(21, size)
+	put(t, d, "big", data)
+	checkRange(t, d, "big", size-70_000, 65_536, data[size-70_000:size-70_000+65_536], nil)
+	checkRange(t, d, "big", size-1000, 4096, data[size-1000:], io.ErrUnexpectedEOF)
+	checkRange(t, d, "big", 1<<20, 1<<20, data[1<<20:2<<20], nil)
+
+	for i := range 6 {
+		offset := int64(i) * 100_000
+		rc, err := d.GetRange(t.Context(), "big", offset, size-offset)
+		if err != nil {
+			t.Fatalf("GetRange(%d): %v", offset, err)
+		}
+		head := make([]byte, 10)
+		if _, err := io.ReadFull(rc, head); err != nil {
+			t.Fatalf("GetRange(%d): read: %v", offset, err)
+		}
+		if !bytes.Equal(head, data[offset:offset+10]) {
+			t.Errorf("GetRange(%d): first bytes %x, want %x", offset, head, data[offset:offset+10])
+		}
+		if err := rc.Close(); err != nil {
+			t.Errorf("GetRange(%d): Close before the end: %v", offset, err)
+		}
+	}
+	checkObject(t, d, "big", data)
+	put(t, d, "after", []byte("after"))
+	checkList(t, d, "", "after:5", fmt.Sprintf("big:%d", size))
+}
+
+// WithSweep adds the case Sweep, for drivers that keep objects as files
+// below a directory of this host (the local driver, and the SFTP and FTP
+// servers the tests run here): root returns that directory of a
+// destination open returned, once its Check ran.
+//
+// Sweep checks that what crashed uploads left behind, temporary files a
+// week old, is removed by Check (by CleanTemp with a one-day cutoff, for a
+// drivers.TempCleaner) together with the directories that leaves empty,
+// while recent temporary files (an upload may be writing them) and every
+// object stay. The driver's sweep age must lie between an hour and a week.
+func WithSweep(root func(d drivers.Destination) string) Option {
+	return func(s *suite) { s.root = root }
+}
+
+func (s suite) testSweep(t *testing.T, d drivers.Destination) {
+	ctx := t.Context()
+	if err := d.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	root := s.root(d)
+	put(t, d, "h/p/s/0/files.tar", []byte("kept"))
+	week, minute := time.Now().Add(-7*24*time.Hour), time.Now().Add(-time.Minute)
+	leftovers := []struct {
+		rel     string
+		modTime time.Time
+	}{
+		{"h/p/s/0/" + drivers.TempPrefix + "files.tar-789", week}, // beside an object
+		{"h/p/s/1/" + drivers.TempPrefix + "files.tar-123", week}, // alone in its directory
+		{"h/p/s/2/" + drivers.TempPrefix + "files.tar-456", minute},
+		{drivers.TempPrefix + "check-0123", minute},
+	}
+	// Made here, owned by the server's user as uploads are.
+	var uid, gid = -1, -1
+	if fi, err := os.Stat(root); err != nil {
+		t.Fatalf("root of the destination: %v", err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid, gid = int(st.Uid), int(st.Gid)
+	}
+	for _, l := range leftovers {
+		p := filepath.Join(root, filepath.FromSlash(l.rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for q := p; q != root; q = filepath.Dir(q) {
+			os.Chown(q, uid, gid) // fails unless run as root: then the owner is already right
+		}
+		if err := os.Chtimes(p, l.modTime, l.modTime); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if tc, ok := d.(drivers.TempCleaner); ok {
+		n, size, err := tc.CleanTemp(ctx, time.Now().Add(-24*time.Hour))
+		if err != nil || n != 2 || size != 2*int64(len("partial")) {
+			t.Errorf("CleanTemp = %d, %d, %v; want 2, %d, <nil>", n, size, err, 2*len("partial"))
+		}
+	} else if err := d.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+
+	want := []string{
+		drivers.TempPrefix + "check-0123",
+		"h/", "h/p/", "h/p/s/", "h/p/s/0/", "h/p/s/0/files.tar",
+		"h/p/s/2/", "h/p/s/2/" + drivers.TempPrefix + "files.tar-456",
+	}
+	if got := tree(t, root); !slices.Equal(got, want) {
+		t.Errorf("files below the root after the sweep:\n got %q\nwant %q", got, want)
+	}
+	checkList(t, d, "", "h/p/s/0/files.tar:4")
+	checkObject(t, d, "h/p/s/0/files.tar", []byte("kept"))
+}
+
+// tree returns every file and directory below root, relative and
+// slash-separated, directories with a trailing slash, in walk order.
+func tree(t *testing.T, root string) []string {
+	t.Helper()
+	out := []string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return out
 }

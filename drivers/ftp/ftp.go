@@ -632,13 +632,43 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
+	return s.retr(ctx, key, 0)
+}
+
+// GetRange opens the file of key at offset (REST, then RETR) and reads
+// length bytes of it. Closing the reader before the server finished
+// sending closes the data connection; the server's reply to that (426) is
+// read, so the control connection stays in step and goes back to the pool.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if err := drivers.CheckRange(offset, length); err != nil {
+		return nil, err
+	}
+	if length == 0 {
+		// No transfer for no bytes: the file only has to exist.
+		if _, err := s.Stat(ctx, key); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	rc, err := s.retr(ctx, key, offset)
+	if err != nil {
+		return nil, err
+	}
+	return drivers.ExactReader(rc, length), nil
+}
+
+// retr starts the download of the file of key from offset.
+func (s *Store) retr(ctx context.Context, key string, offset int64) (*reader, error) {
 	c, _, err := s.acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", s.where(key), s.classify(err))
 	}
 	p := s.path(key)
 	stop := context.AfterFunc(ctx, c.close)
-	resp, err := c.c.Retr(p)
+	resp, err := c.c.RetrFrom(p, uint64(offset))
 	if err != nil {
 		if code(err) == ftp.StatusFileUnavailable {
 			// Missing, a directory, or unreadable: only the last is an
@@ -663,16 +693,29 @@ type reader struct {
 	c    *conn
 	resp *ftp.Response
 	stop func() bool
+	eof  bool // the server sent the whole file
 	once sync.Once
 }
 
-func (r *reader) Read(p []byte) (int, error) { return r.resp.Read(p) }
+func (r *reader) Read(p []byte) (int, error) {
+	n, err := r.resp.Read(p)
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
+}
 
+// Close ends the transfer. A reader closed before the end aborts it: the
+// server then replies that the transfer failed (426), which is the answer
+// expected, not an error.
 func (r *reader) Close() error {
 	var err error
 	r.once.Do(func() {
 		r.stop()
 		err = r.resp.Close()
+		if err != nil && !r.eof && replied(err) {
+			err = nil
+		}
 		r.s.release(r.c, err)
 	})
 	return err

@@ -163,7 +163,8 @@ func TestConformance(t *testing.T) {
 	srv := sharedServer(t)
 	for _, mode := range []string{"none", "explicit", "implicit"} {
 		t.Run(mode, func(t *testing.T) {
-			drivertest.Run(t, func(t *testing.T) drivers.Destination { return srv.open(t, mode, nil) })
+			drivertest.Run(t, func(t *testing.T) drivers.Destination { return srv.open(t, mode, nil) },
+				drivertest.WithSweep(func(d drivers.Destination) string { return d.(*Store).path("") }))
 		})
 	}
 }
@@ -372,38 +373,6 @@ func TestStalledServer(t *testing.T) {
 	t.Logf("Put: %v", err)
 	if _, err := st.Put(t.Context(), "obj", strings.NewReader("x")); err != nil {
 		t.Fatalf("Put on a new connection: %v", err)
-	}
-}
-
-// TestSweep: Check removes old temporary files and leaves recent ones.
-func TestSweep(t *testing.T) {
-	srv := sharedServer(t)
-	st := srv.open(t, "none", func(_ *v1.FTPDestination, o *Options) { o.SweepAge = time.Hour })
-	defer st.Close()
-	if err := st.Check(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	old := filepath.Join(st.root, "h/p/s/1", tmpPrefix+"files.tar-123")
-	recent := filepath.Join(st.root, "h/p/s/2", tmpPrefix+"files.tar-456")
-	owner, _ := os.Stat(st.root)
-	uid, gid := int(owner.Sys().(*syscall.Stat_t).Uid), int(owner.Sys().(*syscall.Stat_t).Gid)
-	for _, p := range []string{old, recent} {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte("partial"), 0o600)
-		for d := p; d != st.root; d = filepath.Dir(d) {
-			os.Chown(d, uid, gid)
-		}
-	}
-	past := time.Now().Add(-2 * time.Hour)
-	os.Chtimes(old, past, past)
-	if err := st.Check(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Dir(old)); !os.IsNotExist(err) {
-		t.Errorf("old temporary file or its directory left: %v", err)
-	}
-	if _, err := os.Stat(recent); err != nil {
-		t.Errorf("recent temporary file removed: %v", err)
 	}
 }
 

@@ -143,6 +143,23 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange opens the file of key at offset.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := drivers.CheckRange(offset, length); err != nil {
+		return nil, err
+	}
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return drivers.ExactReader(f, length), nil
+}
+
 // Stat describes the file of key.
 func (s *Store) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error) {
 	p, err := s.path(key)
@@ -242,13 +259,18 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !notFound(err) {
 		return err
 	}
-	// Stop at the root, also when it is "." and not a prefix of dir.
-	for dir := filepath.Dir(p); dir != s.root && dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+	s.tidy(filepath.Dir(p))
+	return nil
+}
+
+// tidy removes dir and its parents while they are empty, up to the root
+// (also when it is "." and not a prefix of dir).
+func (s *Store) tidy(dir string) {
+	for ; dir != s.root && dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
-			break
+			return
 		}
 	}
-	return nil
 }
 
 // Check creates the root if needed and proves it is writable.
@@ -282,8 +304,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // CleanTemp removes the temporary files of uploads that a crash
-// interrupted: those last modified before cutoff. A Put in progress keeps
-// its file's modification time fresh, so it is left alone.
+// interrupted, those last modified before cutoff, and the directories that
+// leaves empty. A Put in progress keeps its file's modification time fresh,
+// so it is left alone.
 func (s *Store) CleanTemp(ctx context.Context, cutoff time.Time) (int, int64, error) {
 	var n int
 	var size int64
@@ -307,6 +330,7 @@ func (s *Store) CleanTemp(ctx context.Context, cutoff time.Time) (int, int64, er
 		if err := os.Remove(p); err == nil {
 			n++
 			size += fi.Size()
+			s.tidy(filepath.Dir(p))
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +19,20 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	var mu sync.Mutex
+	roots := map[drivers.Destination]string{}
 	drivertest.Run(t, func(t *testing.T) drivers.Destination {
-		return local.New(t.TempDir())
-	})
+		dir := t.TempDir()
+		s := local.New(dir)
+		mu.Lock()
+		defer mu.Unlock()
+		roots[s] = dir
+		return s
+	}, drivertest.WithSweep(func(d drivers.Destination) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return roots[d]
+	}))
 }
 
 // TestConformanceMissingRoot runs the suite on a root that does not exist

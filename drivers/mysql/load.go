@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers/internal/dbload"
 	"github.com/aegis-backup/aegis/drivers/internal/dumptool"
 )
 
@@ -39,12 +40,10 @@ type LoadOptions struct {
 }
 
 // LoadResult is what Load did.
-type LoadResult struct {
-	// Loaded lists the databases loaded, as "dumped → loaded as".
-	Loaded []string
-	// Notes are what the tools said that did not stop the load.
-	Notes []string
-}
+type LoadResult = dbload.Result
+
+// dumps describes the dumps of a mysql snapshot to Load.
+var dumps = dbload.Dumps{Kind: "mysql", Ext: DumpExt, Format: DumpFormat, MetaDatabases: MetaDatabases}
 
 // Load loads the dumps of a mysql snapshot, restored as files into dir
 // (dir/NAME.sql, dir/_users.sql), into the server opts names. Before
@@ -54,8 +53,9 @@ type LoadResult struct {
 // stops at the first error.
 func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOptions) (LoadResult, error) {
 	var res LoadResult
-	if m.SourceKind != "mysql" {
-		return res, fmt.Errorf("snapshot %s of source %s is a %s snapshot, not a mysql one", m.ID, m.Source, m.SourceKind)
+	jobs, err := dumps.Plan(dir, m, opts.Databases)
+	if err != nil {
+		return res, err
 	}
 	out := opts.Out
 	if out == nil {
@@ -71,40 +71,17 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 	}
 	defer c.close()
 
-	type job struct{ from, to, file string }
-	var jobs []job
-	seen := map[string]bool{}
-	for _, ob := range m.Objects {
-		db, ok := dumptool.DatabaseName(ob.Name, DumpExt)
-		if !ok || ob.Format != DumpFormat {
-			continue
-		}
-		to := db
-		if opts.Databases != nil {
-			if to, ok = opts.Databases[db]; !ok {
-				continue
-			}
-		}
-		seen[db] = true
-		jobs = append(jobs, job{from: db, to: to, file: filepath.Join(dir, ob.Name)})
-	}
-	for db := range opts.Databases {
-		if !seen[db] {
-			return res, fmt.Errorf("snapshot %s holds no dump of database %q (it has: %s)", m.ID, db, m.Meta[MetaDatabases])
-		}
-	}
-
 	srv, err := c.inspect(ctx, client)
 	if err != nil {
 		return res, err
 	}
 	exists := map[string]bool{}
 	for _, j := range jobs {
-		if _, ok := srv.schema(j.to); !ok {
+		if _, ok := srv.schema(j.To); !ok {
 			continue
 		}
-		exists[j.to] = true
-		rows, err := c.query(ctx, client, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+hexLiteral(j.to))
+		exists[j.To] = true
+		rows, err := c.query(ctx, client, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+hexLiteral(j.To))
 		if err != nil {
 			return res, err
 		}
@@ -113,7 +90,7 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 			n, _ = strconv.Atoi(rows[0][0])
 		}
 		if n > 0 && !opts.Overwrite {
-			return res, fmt.Errorf("database %q on the server already has %d tables or views: refusing to overwrite it (load it under another name with --database %s=NEWNAME, or overwrite it with --overwrite)", j.to, n, j.from)
+			return res, dbload.RefuseOverwrite(j, n, "tables or views")
 		}
 	}
 
@@ -134,23 +111,23 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 	}
 
 	for _, j := range jobs {
-		if !exists[j.to] {
-			create := "CREATE DATABASE " + quoteIdent(j.to)
-			if cs := m.Meta[metaCharset+j.from]; identPattern.MatchString(cs) {
+		if !exists[j.To] {
+			create := "CREATE DATABASE " + quoteIdent(j.To)
+			if cs := m.Meta[metaCharset+j.From]; identPattern.MatchString(cs) {
 				create += " CHARACTER SET " + cs
 			}
-			if co := m.Meta[metaCollation+j.from]; identPattern.MatchString(co) {
+			if co := m.Meta[metaCollation+j.From]; identPattern.MatchString(co) {
 				create += " COLLATE " + co
 			}
 			if _, err := c.query(ctx, client, create); err != nil {
-				return res, fmt.Errorf("create database %s: %w", j.to, err)
+				return res, fmt.Errorf("create database %s: %w", j.To, err)
 			}
 		}
-		if err := c.source(ctx, client, j.file, j.to); err != nil {
-			return res, fmt.Errorf("load database %s into %s: %w", j.from, j.to, err)
+		if err := c.source(ctx, client, j.File, j.To); err != nil {
+			return res, fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
 		}
-		res.Loaded = append(res.Loaded, j.from+" → "+j.to)
-		fmt.Fprintf(out, "loaded database %s into %s\n", j.from, j.to)
+		res.Loaded = append(res.Loaded, j.From+" → "+j.To)
+		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
 	}
 	return res, nil
 }

@@ -8,13 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
-	"github.com/aegis-backup/aegis/test/testenv"
+	"github.com/aegis-backup/aegis/drivers/internal/dbtest"
 )
 
 type memWriter struct {
@@ -48,22 +47,19 @@ func (m *memWriter) Create(_ context.Context, name, format string) (io.WriteClos
 }
 
 type testServer struct {
-	t                       *testing.T
-	host, socket, user, pwd string
-	port                    int
+	t *testing.T
+	dbtest.Server
 }
 
 func requireServer(t *testing.T) *testServer {
 	t.Helper()
-	env := testenv.Require(t, "MariaDB server", "AEGIS_TEST_MYSQL_HOST", "AEGIS_TEST_MYSQL_PORT", "AEGIS_TEST_MYSQL_SOCKET", "AEGIS_TEST_MYSQL_USER", "AEGIS_TEST_MYSQL_PASSWORD_FILE")
-	port, _ := strconv.Atoi(env["AEGIS_TEST_MYSQL_PORT"])
-	return &testServer{t: t, host: env["AEGIS_TEST_MYSQL_HOST"], port: port, socket: env["AEGIS_TEST_MYSQL_SOCKET"], user: env["AEGIS_TEST_MYSQL_USER"], pwd: env["AEGIS_TEST_MYSQL_PASSWORD_FILE"]}
+	return &testServer{t: t, Server: dbtest.Require(t, "MariaDB server", "AEGIS_TEST_MYSQL_", "SOCKET")}
 }
 
 // sql runs statements through the client, as the test user.
 func (s *testServer) sql(stmts string) string {
 	s.t.Helper()
-	c, err := newConn(s.host, s.port, "", s.user, s.pwd)
+	c, err := newConn(s.Host, s.Port, "", s.User, s.PasswordFile)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -79,7 +75,7 @@ func (s *testServer) sql(stmts string) string {
 }
 
 func (s *testServer) spec(dbs ...string) v1.MySQLSource {
-	return v1.MySQLSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: s.pwd, Databases: dbs}
+	return v1.MySQLSource{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: s.PasswordFile, Databases: dbs}
 }
 
 func TestBackupAndLoad(t *testing.T) {
@@ -124,7 +120,7 @@ func TestBackupAndLoad(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, name), w.objects[name], 0o600)
 		m.Objects = append(m.Objects, v1.SnapshotObject{Name: name, Format: DumpFormat})
 	}
-	lo := LoadOptions{Host: s.host, Port: s.port, User: s.user, PasswordFile: s.pwd}
+	lo := LoadOptions{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: s.PasswordFile}
 	if _, err := Load(context.Background(), dir, m, lo); err == nil || !strings.Contains(err.Error(), `database "`+db+`" on the server already has 2 tables`) {
 		t.Fatalf("load over a database with tables: %v", err)
 	}
@@ -155,9 +151,9 @@ func TestBackupFailures(t *testing.T) {
 		spec v1.MySQLSource
 		want string
 	}{
-		{"wrong password", v1.MySQLSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: wrong},
+		{"wrong password", v1.MySQLSource{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: wrong},
 			"ERROR 1045 (28000): Access denied for user 'aegis'@'127.0.0.1' (using password: YES)"},
-		{"server down", v1.MySQLSource{Host: "127.0.0.1", Port: 1, User: s.user, PasswordFile: s.pwd},
+		{"server down", v1.MySQLSource{Host: "127.0.0.1", Port: 1, User: s.User, PasswordFile: s.PasswordFile},
 			"Can't connect to server on '127.0.0.1'"},
 		{"missing database", s.spec("aegis_no_such_db"), `database "aegis_no_such_db" does not exist on the server`},
 	} {
@@ -181,7 +177,7 @@ func TestDefaultsFileQuoting(t *testing.T) {
 	t.Cleanup(func() { s.sql(fmt.Sprintf("DROP USER IF EXISTS '%s'@'127.0.0.1';", user)) })
 	file := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(file, []byte(pw+"\n"), 0o600)
-	c, err := newConn(s.host, s.port, "", user, file)
+	c, err := newConn(s.Host, s.Port, "", user, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +203,7 @@ func TestBackupOverSocket(t *testing.T) {
 	s.sql("DROP DATABASE IF EXISTS " + db + "; CREATE DATABASE " + db + "; CREATE TABLE " + db + ".t (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO " + db + ".t VALUES (42);")
 	t.Cleanup(func() { s.sql("DROP DATABASE IF EXISTS " + db) })
 	w := &memWriter{objects: map[string][]byte{}}
-	_, err := New(v1.MySQLSource{Socket: s.socket, User: s.user, PasswordFile: s.pwd, Databases: []string{db}}, Options{}).Backup(context.Background(), w)
+	_, err := New(v1.MySQLSource{Socket: s.Socket, User: s.User, PasswordFile: s.PasswordFile, Databases: []string{db}}, Options{}).Backup(context.Background(), w)
 	if err != nil {
 		t.Fatal(err)
 	}

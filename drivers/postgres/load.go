@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/drivers/internal/dbload"
 	"github.com/aegis-backup/aegis/drivers/internal/dumptool"
 )
 
@@ -42,13 +43,10 @@ type LoadOptions struct {
 }
 
 // LoadResult is what Load did.
-type LoadResult struct {
-	// Loaded lists the databases loaded, as "dumped → loaded as".
-	Loaded []string
-	// Notes are what the tools said that did not stop the load (a role
-	// that already exists, ...).
-	Notes []string
-}
+type LoadResult = dbload.Result
+
+// dumps describes the dumps of a postgres snapshot to Load.
+var dumps = dbload.Dumps{Kind: "postgres", Ext: DumpExt, Format: DumpFormat, MetaDatabases: MetaDatabases}
 
 // Load loads the dumps of a postgres snapshot, restored as files into dir
 // (dir/NAME.pgdump, dir/_globals.sql), into the server opts names. Before
@@ -59,8 +57,9 @@ type LoadResult struct {
 // template0. pg_restore stops at the first error.
 func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOptions) (LoadResult, error) {
 	var res LoadResult
-	if m.SourceKind != "postgres" {
-		return res, fmt.Errorf("snapshot %s of source %s is a %s snapshot, not a postgres one", m.ID, m.Source, m.SourceKind)
+	jobs, err := dumps.Plan(dir, m, opts.Databases)
+	if err != nil {
+		return res, err
 	}
 	out := opts.Out
 	if out == nil {
@@ -79,29 +78,6 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 		return res, err
 	}
 
-	type job struct{ from, to, file string }
-	var jobs []job
-	seen := map[string]bool{}
-	for _, ob := range m.Objects {
-		db, ok := dumptool.DatabaseName(ob.Name, DumpExt)
-		if !ok || ob.Format != DumpFormat {
-			continue
-		}
-		to := db
-		if opts.Databases != nil {
-			if to, ok = opts.Databases[db]; !ok {
-				continue
-			}
-		}
-		seen[db] = true
-		jobs = append(jobs, job{from: db, to: to, file: filepath.Join(dir, ob.Name)})
-	}
-	for db := range opts.Databases {
-		if !seen[db] {
-			return res, fmt.Errorf("snapshot %s holds no dump of database %q (it has: %s)", m.ID, db, m.Meta[MetaDatabases])
-		}
-	}
-
 	srv, err := c.inspect(ctx, psql, []string{"postgres", "template1"})
 	if err != nil {
 		return res, err
@@ -112,15 +88,15 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 	}
 	// Check every target before touching any.
 	for _, j := range jobs {
-		if !exists[j.to] {
+		if !exists[j.To] {
 			continue
 		}
-		n, err := tableCount(ctx, c, psql, j.to)
+		n, err := tableCount(ctx, c, psql, j.To)
 		if err != nil {
 			return res, err
 		}
 		if n > 0 && !opts.Overwrite {
-			return res, fmt.Errorf("database %q on the server already has %d tables, views or sequences: refusing to overwrite it (load it under another name with --database %s=NEWNAME, or overwrite it with --overwrite)", j.to, n, j.from)
+			return res, dbload.RefuseOverwrite(j, n, "tables, views or sequences")
 		}
 	}
 
@@ -153,27 +129,27 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 	for _, j := range jobs {
 		args := []string{"--exit-on-error", "--no-password", "--jobs=" + strconv.Itoa(jobsN)}
 		switch {
-		case exists[j.to]:
+		case exists[j.To]:
 			if opts.Overwrite {
 				args = append(args, "--clean", "--if-exists")
 			}
-			args = append(args, "--dbname="+conninfoDB(j.to))
-		case j.to == j.from:
+			args = append(args, "--dbname="+conninfoDB(j.To))
+		case j.To == j.From:
 			args = append(args, "--create", "--dbname="+conninfoDB(c.db))
 		default:
-			if err := createDatabase(ctx, c, psql, j.to); err != nil {
+			if err := createDatabase(ctx, c, psql, j.To); err != nil {
 				return res, err
 			}
-			args = append(args, "--dbname="+conninfoDB(j.to))
+			args = append(args, "--dbname="+conninfoDB(j.To))
 		}
-		args = append(args, j.file)
+		args = append(args, j.File)
 		stderr, err := dumptool.Run(ctx, c.cmd(pgRestore, "", args...))
 		if err != nil {
-			return res, fmt.Errorf("load database %s into %s: %w", j.from, j.to, err)
+			return res, fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
 		}
 		res.Notes = append(res.Notes, prefixed("pg_restore", dumptool.Lines(stderr))...)
-		res.Loaded = append(res.Loaded, j.from+" → "+j.to)
-		fmt.Fprintf(out, "loaded database %s into %s\n", j.from, j.to)
+		res.Loaded = append(res.Loaded, j.From+" → "+j.To)
+		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
 	}
 	return res, nil
 }

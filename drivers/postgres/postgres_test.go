@@ -15,8 +15,8 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/internal/dbtest"
 	"github.com/aegis-backup/aegis/drivers/internal/dumptool"
-	"github.com/aegis-backup/aegis/test/testenv"
 )
 
 func TestVersionNum(t *testing.T) {
@@ -85,26 +85,23 @@ func (m *memWriter) Create(_ context.Context, name, format string) (io.WriteClos
 
 // server is the test server of hack/server-postgres.sh.
 type testServer struct {
-	t                       *testing.T
-	host, socket, user, pwd string
-	port                    int
+	t *testing.T
+	dbtest.Server
 }
 
 func requireServer(t *testing.T) *testServer {
 	t.Helper()
-	env := testenv.Require(t, "PostgreSQL server", "AEGIS_TEST_PG_HOST", "AEGIS_TEST_PG_PORT", "AEGIS_TEST_PG_SOCKET_DIR", "AEGIS_TEST_PG_USER", "AEGIS_TEST_PG_PASSWORD_FILE")
-	port, _ := strconv.Atoi(env["AEGIS_TEST_PG_PORT"])
-	return &testServer{t: t, host: env["AEGIS_TEST_PG_HOST"], port: port, socket: env["AEGIS_TEST_PG_SOCKET_DIR"], user: env["AEGIS_TEST_PG_USER"], pwd: env["AEGIS_TEST_PG_PASSWORD_FILE"]}
+	return &testServer{t: t, Server: dbtest.Require(t, "PostgreSQL server", "AEGIS_TEST_PG_", "SOCKET_DIR")}
 }
 
 // psql runs sql as the superuser on db and returns the output (-A -t).
 func (s *testServer) psql(db, sql string) string {
 	s.t.Helper()
-	pw, err := dumptool.ReadSecret(s.pwd)
+	pw, err := dumptool.ReadSecret(s.PasswordFile)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cmd := exec.Command("psql", "-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", s.host, "-p", strconv.Itoa(s.port), "-U", s.user, "-d", db)
+	cmd := exec.Command("psql", "-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", s.Host, "-p", strconv.Itoa(s.Port), "-U", s.User, "-d", db)
 	cmd.Stdin = strings.NewReader(sql)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+pw)
 	out, err := cmd.CombinedOutput()
@@ -115,7 +112,7 @@ func (s *testServer) psql(db, sql string) string {
 }
 
 func (s *testServer) spec(dbs ...string) v1.PostgresSource {
-	return v1.PostgresSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: s.pwd, Databases: dbs}
+	return v1.PostgresSource{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: s.PasswordFile, Databases: dbs}
 }
 
 // uniqueName returns a database or role name of this test process, so
@@ -181,15 +178,15 @@ func TestBackupFailures(t *testing.T) {
 		spec v1.PostgresSource
 		want string
 	}{
-		{"wrong password", v1.PostgresSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: wrong},
-			`psql failed (exit status 2): psql: error: connection to server at "127.0.0.1", port ` + strconv.Itoa(s.port) + ` failed: FATAL:  password authentication failed for user "postgres"`},
-		{"server down", v1.PostgresSource{Host: "127.0.0.1", Port: 1, User: s.user, PasswordFile: s.pwd},
+		{"wrong password", v1.PostgresSource{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: wrong},
+			`psql failed (exit status 2): psql: error: connection to server at "127.0.0.1", port ` + strconv.Itoa(s.Port) + ` failed: FATAL:  password authentication failed for user "postgres"`},
+		{"server down", v1.PostgresSource{Host: "127.0.0.1", Port: 1, User: s.User, PasswordFile: s.PasswordFile},
 			`connection to server at "127.0.0.1", port 1 failed: Connection refused`},
 		{"missing database first", s.spec("aegis_no_such_db"),
 			`FATAL:  database "aegis_no_such_db" does not exist`},
 		{"missing database later", s.spec("postgres", "aegis_no_such_db"),
 			`database "aegis_no_such_db" does not exist on the server`},
-		{"open password file", v1.PostgresSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: open},
+		{"open password file", v1.PostgresSource{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: open},
 			"is readable or writable by group or others"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,7 +263,7 @@ func TestBackupAsNonSuperuser(t *testing.T) {
 	})
 
 	w := newMemWriter()
-	stats, err := New(v1.PostgresSource{Host: s.socket, Port: s.port, User: role, PasswordFile: pw, Databases: []string{role}}, Options{}).Backup(context.Background(), w)
+	stats, err := New(v1.PostgresSource{Host: s.Socket, Port: s.Port, User: role, PasswordFile: pw, Databases: []string{role}}, Options{}).Backup(context.Background(), w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +293,7 @@ func TestLoadRefusesDatabaseWithTables(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, name), w.objects[name], 0o600)
 		m.Objects = append(m.Objects, v1.SnapshotObject{Name: name, Format: w.formats[name]})
 	}
-	lo := LoadOptions{Host: s.host, Port: s.port, User: s.user, PasswordFile: s.pwd}
+	lo := LoadOptions{Host: s.Host, Port: s.Port, User: s.User, PasswordFile: s.PasswordFile}
 
 	_, err := Load(context.Background(), dir, m, lo)
 	if err == nil || !strings.Contains(err.Error(), `database "`+db+`" on the server already has 1 tables`) {

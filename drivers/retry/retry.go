@@ -119,8 +119,8 @@ func (p Policy) Do(ctx context.Context, what string, fn func(ctx context.Context
 }
 
 // Destination retries the idempotent operations of the destination it
-// wraps: Get (the opening, not the reading), Stat, List, Delete and Check.
-// Put is passed through untouched.
+// wraps: Get and GetRange (the opening, not the reading), Stat, List,
+// Delete and Check. Put is passed through untouched.
 type Destination struct {
 	d drivers.Destination
 	p Policy
@@ -145,6 +145,17 @@ func (r *Destination) Get(ctx context.Context, key string) (io.ReadCloser, error
 	err := r.p.Do(ctx, "get "+key, func(ctx context.Context) error {
 		var err error
 		rc, err = r.d.Get(ctx, key)
+		return err
+	})
+	return rc, err
+}
+
+// GetRange opens a range of key, retrying the opening.
+func (r *Destination) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := r.p.Do(ctx, fmt.Sprintf("get %s at %d+%d", key, offset, length), func(ctx context.Context) error {
+		var err error
+		rc, err = r.d.GetRange(ctx, key, offset, length)
 		return err
 	})
 	return rc, err

@@ -137,6 +137,13 @@ func (f *flaky) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return f.Destination.Get(ctx, key)
 }
 
+func (f *flaky) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := f.fail("getrange"); err != nil {
+		return nil, err
+	}
+	return f.Destination.GetRange(ctx, key, offset, length)
+}
+
 func (f *flaky) Stat(ctx context.Context, key string) (drivers.ObjectInfo, error) {
 	if err := f.fail("stat"); err != nil {
 		return drivers.ObjectInfo{}, err
@@ -199,10 +206,20 @@ func TestWrapRetriesIdempotentOperations(t *testing.T) {
 	} else {
 		rc.Close()
 	}
+	rc, err = d.GetRange(ctx, "k", 0, 1)
+	if err != nil {
+		t.Errorf("GetRange: %v", err)
+	} else {
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(b) != "v" {
+			t.Errorf("GetRange read %q, %v; want %q", b, err, "v")
+		}
+	}
 	if err := d.Delete(ctx, "k"); err != nil {
 		t.Errorf("Delete: %v", err)
 	}
-	for _, op := range []string{"check", "list", "stat", "get", "delete"} {
+	for _, op := range []string{"check", "list", "stat", "get", "getrange", "delete"} {
 		if f.calls[op] != 3 {
 			t.Errorf("%s called %d times, want 3", op, f.calls[op])
 		}

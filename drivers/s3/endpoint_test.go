@@ -203,10 +203,11 @@ func TestPartSizes(t *testing.T) {
 		n    int
 		want int64
 	}{
-		{1, 16 * mib}, {5000, 16 * mib}, {5001, 32 * mib}, {6000, 32 * mib}, {6001, 64 * mib}, {10000, 512 * mib},
+		{1, 8 * mib}, {2000, 8 * mib}, {2001, 16 * mib}, {5000, 16 * mib}, {5001, 32 * mib}, {6000, 32 * mib},
+		{6001, 64 * mib}, {10000, 512 * mib},
 	} {
-		if got := partSizeFor(16*mib, tc.n); got != tc.want {
-			t.Errorf("partSizeFor(16 MiB, %d) = %d MiB, want %d MiB", tc.n, got/mib, tc.want/mib)
+		if got := partSizeFor(8*mib, tc.n); got != tc.want {
+			t.Errorf("partSizeFor(8 MiB, %d) = %d MiB, want %d MiB", tc.n, got/mib, tc.want/mib)
 		}
 	}
 	if got := partSizeFor(5<<30, 9000); got != maxPartSize {
@@ -214,6 +215,6 @@ func TestPartSizes(t *testing.T) {
 	}
 	// 1 TiB fits at the default part size.
 	if got := maxObjectSize(DefaultPartSize); got < 1<<40 {
-		t.Errorf("maxObjectSize(16 MiB) = %d GiB, want at least 1 TiB", got>>30)
+		t.Errorf("maxObjectSize(%d MiB) = %d GiB, want at least 1 TiB", DefaultPartSize>>20, got>>30)
 	}
 }

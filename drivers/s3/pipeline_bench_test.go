@@ -14,8 +14,9 @@ import (
 )
 
 // BenchmarkPipelineS3 stores a 1 GiB backup on the local destination (the
-// baseline) and on the S3 gateway on loopback with 1, 4 and 8 parts of
-// 16 MiB in flight.
+// baseline) and on the S3 gateway on loopback: with the default part size
+// and parallelism (s3-default), and with other part sizes (MiB) and parts
+// in flight, to weigh speed against memory (docs/destinations.md).
 func BenchmarkPipelineS3(b *testing.B) {
 	env := testenv.Require(b, "S3 server", "AEGIS_TEST_S3_ENDPOINT", "AEGIS_TEST_S3_BUCKET", "AEGIS_TEST_S3_CREDENTIALS_FILE")
 	src := benchtest.PipelineSource(b)
@@ -23,13 +24,17 @@ func BenchmarkPipelineS3(b *testing.B) {
 		benchtest.BenchPipeline(b, src, &v1.Destination{Metadata: v1.ObjectMeta{Name: "disk"},
 			Spec: v1.DestinationSpec{Local: &v1.LocalDestination{Path: b.TempDir()}}})
 	})
-	for _, parts := range []int{1, 4, 8} {
-		b.Run(fmt.Sprintf("s3-parts-%d", parts), func(b *testing.B) {
+	for _, c := range []struct{ partMiB, parallel int }{{0, 0}, {8, 1}, {8, 8}, {16, 4}} {
+		name := "s3-default"
+		if c.partMiB != 0 {
+			name = fmt.Sprintf("s3-part-%d-parallel-%d", c.partMiB, c.parallel)
+		}
+		b.Run(name, func(b *testing.B) {
 			prefix := "bench/" + strconv.Itoa(rand.IntN(1e9))
 			dest := &v1.Destination{Metadata: v1.ObjectMeta{Name: "s3"}, Spec: v1.DestinationSpec{S3: &v1.S3Destination{
 				Provider: "other", Endpoint: env["AEGIS_TEST_S3_ENDPOINT"], Bucket: env["AEGIS_TEST_S3_BUCKET"],
 				CredentialsFile: env["AEGIS_TEST_S3_CREDENTIALS_FILE"], Prefix: prefix,
-				PartSizeMiB: 16, ParallelUploads: parts,
+				PartSizeMiB: c.partMiB, ParallelUploads: c.parallel,
 			}}}
 			benchtest.BenchPipeline(b, src, dest)
 			// The gateway keeps what it stores on this disk: clean up.

@@ -606,6 +606,23 @@ func (s *Store) remove(ctx context.Context, p string) {
 // Get opens the file of key. Reading it uses concurrent requests when the
 // caller copies with io.Copy (WriteTo).
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.open(ctx, key, 0)
+}
+
+// GetRange opens the file of key at offset.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := drivers.CheckRange(offset, length); err != nil {
+		return nil, err
+	}
+	rc, err := s.open(ctx, key, offset)
+	if err != nil {
+		return nil, err
+	}
+	return drivers.ExactReader(rc, length), nil
+}
+
+// open opens the file of key for reading from offset.
+func (s *Store) open(ctx context.Context, key string, offset int64) (*reader, error) {
 	p, err := s.path(key)
 	if err != nil {
 		return nil, err
@@ -624,6 +641,10 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 			return fmt.Errorf("%s: %w", key, drivers.ErrNotFound)
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
 			return err
 		}
 		rc = &reader{f: f, stop: context.AfterFunc(ctx, c.close)}

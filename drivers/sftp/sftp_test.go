@@ -157,7 +157,8 @@ func (s server) open(t *testing.T, mod func(*v1.SFTPDestination, *Options)) *Sto
 
 func TestConformance(t *testing.T) {
 	srv := sharedServer(t)
-	drivertest.Run(t, func(t *testing.T) drivers.Destination { return srv.open(t, nil) })
+	drivertest.Run(t, func(t *testing.T) drivers.Destination { return srv.open(t, nil) },
+		drivertest.WithSweep(func(d drivers.Destination) string { return d.(*Store).root }))
 }
 
 // TestConformancePassword runs the suite logged in with a password, on the
@@ -423,39 +424,6 @@ func TestCancel(t *testing.T) {
 	_, err := st.Put(ctx, "obj", bytes.NewReader(randomData(8<<20)))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Put: %v; want the ctx's error", err)
-	}
-}
-
-// TestSweep: Check removes old temporary files and leaves recent ones.
-func TestSweep(t *testing.T) {
-	srv := sharedServer(t)
-	st := srv.open(t, func(_ *v1.SFTPDestination, o *Options) { o.SweepAge = time.Hour })
-	defer st.Close()
-	if err := st.Check(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	old := filepath.Join(st.root, "h/p/s/1", tmpPrefix+"files.tar-123")
-	recent := filepath.Join(st.root, "h/p/s/2", tmpPrefix+"files.tar-456")
-	// Made here as root, owned by the server's user as uploads are.
-	owner, _ := os.Stat(st.root)
-	uid, gid := int(owner.Sys().(*syscall.Stat_t).Uid), int(owner.Sys().(*syscall.Stat_t).Gid)
-	for _, p := range []string{old, recent} {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte("partial"), 0o600)
-		for d := p; d != st.root; d = filepath.Dir(d) {
-			os.Chown(d, uid, gid)
-		}
-	}
-	past := time.Now().Add(-2 * time.Hour)
-	os.Chtimes(old, past, past)
-	if err := st.Check(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Dir(old)); !os.IsNotExist(err) {
-		t.Errorf("old temporary file or its directory left: %v", err)
-	}
-	if _, err := os.Stat(recent); err != nil {
-		t.Errorf("recent temporary file removed: %v", err)
 	}
 }
 

@@ -136,7 +136,7 @@ func (c *countingWriteCloser) CloseWithError(err error) error {
 }
 
 // ProgressDestination counts the bytes a destination receives (Put) or
-// gives (Get) as item.
+// gives (Get, GetRange) as item.
 func ProgressDestination(d drivers.Destination, p Progress, item string) drivers.Destination {
 	return &progressDest{Destination: d, p: p, item: item}
 }
@@ -153,6 +153,14 @@ func (d *progressDest) Put(ctx context.Context, key string, r io.Reader) (int64,
 
 func (d *progressDest) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	rc, err := d.Destination.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &countingReadCloser{ReadCloser: rc, p: d.p, item: d.item}, nil
+}
+
+func (d *progressDest) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	rc, err := d.Destination.GetRange(ctx, key, offset, length)
 	if err != nil {
 		return nil, err
 	}
