@@ -17,6 +17,8 @@ var layers = map[string]int{
 	"drivers":                      1,
 	"drivers/retry":                2,
 	"drivers/internal/dumptool":    2,
+	"drivers/internal/dbload":      2,
+	"drivers/internal/dbtest":      2,
 	"drivers/files":                2,
 	"drivers/local":                2,
 	"drivers/s3":                   3,
