@@ -276,7 +276,7 @@ func (a *Agent) retentionDone(policy string, rep *retention.PruneReport) {
 			}
 			deleted++
 			a.recordAudit(observe.AuditEvent{Time: rep.Time, Action: observe.AuditSnapshotDeleted, Outcome: observe.OutcomeSuccess,
-				Object: "snapshot.Snapshot/" + v1.SnapshotDir(rep.Host, policy, s.Source, s.ID),
+				Object: "Snapshot/" + v1.SnapshotDir(rep.Host, policy, s.Source, s.ID),
 				Policy: policy, Snapshot: s.ID, Sources: []string{s.Source}, Destination: d.Destination, Bytes: s.Size,
 				Message: "kept by no rule of the retention (" + rep.Rules + ")"})
 		}

@@ -154,7 +154,7 @@ func TestAuditOfRetention(t *testing.T) {
 		{Destination: "offsite", Result: v1.ResultFailed, Message: "listing failed"},
 	}}
 	e.agent.retentionDone("web", rep)
-	want := "snapshot.deleted snapshot.Snapshot/h/web/site/20260301T000000Z-aaaaaa success\n" +
+	want := "snapshot.deleted Snapshot/h/web/site/20260301T000000Z-aaaaaa success\n" +
 		"snapshot.deleted Leftover/h/web/site/20260201T000000Z-cccccc success\n" +
 		"snapshot.deleted BackupPolicy/web failure"
 	if got := actions(e.audit()); got != want {
