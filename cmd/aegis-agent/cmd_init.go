@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/atomicfile"
 )
 
 // initFlags are the flags of init: where it writes, and the answers
@@ -318,7 +319,7 @@ func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, d
 		if err != nil {
 			return failed(err)
 		}
-		if err := atomicWrite(f.saveAnswers, body, 0o600); err != nil {
+		if err := atomicfile.Write(f.saveAnswers, body, 0o600); err != nil {
 			return failed(fmt.Errorf("save answers: %w", err))
 		}
 		fmt.Fprintf(out, "wrote %s (answers, for aegis-agent init --non-interactive --answers)\n", f.saveAnswers)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 	"github.com/spf13/cobra"
 )
 
@@ -46,7 +47,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 					continue
 				}
 				for _, s := range snaps {
-					r := verifyOne(cmd.Context(), g, d, s, keys)
+					r := snapshot.VerifyWithProgress(cmd.Context(), d, s, keys, g.progress())
 					if r.Err != nil {
 						fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s/%s %s on %s: %v\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Err)
 						bad++

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/atomicfile"
 	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
@@ -173,12 +174,12 @@ func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error
 		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
-		body, pub, _, err := newKey(snapshot.KeyKindAge, time.Now())
+		k, err := snapshot.GenerateKey(snapshot.KeyKindAge, time.Now())
 		if err != nil {
 			return err
 		}
-		e.newKey, e.Recipients = body, []string{pub}
-		plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: body, key: true})
+		e.newKey, e.Recipients = k.Body, []string{k.Public}
+		plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: k.Body, key: true})
 	case "openssl":
 		if e.KeyFile == "" {
 			e.KeyFile = opensslKeyPath(dirs, policy)
@@ -189,11 +190,11 @@ func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			body, _, _, err := newKey(snapshot.KeyKindOpenSSL, time.Now())
+			k, err := snapshot.GenerateKey(snapshot.KeyKindOpenSSL, time.Now())
 			if err != nil {
 				return err
 			}
-			e.newKey = body
+			e.newKey = k.Body
 		}
 		plan.files = append(plan.files, plannedFile{path: e.KeyFile, what: "openssl key (the key that decrypts)", body: e.newKey, key: true})
 	case "none":
@@ -461,7 +462,11 @@ func writeSetup(plan *setupPlan, dirs initDirs) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 			return wrote, err
 		}
-		if err := atomicWrite(f.path, f.body, 0o600); err != nil {
+		write := atomicfile.Write
+		if f.key {
+			write = atomicfile.Create // never over a key, even one written meanwhile
+		}
+		if err := write(f.path, f.body, 0o600); err != nil {
 			return wrote, fmt.Errorf("write %s: %w", f.what, err)
 		}
 		wrote = append(wrote, fmt.Sprintf("%s (%s, mode 0600)", f.path, f.what))
@@ -472,45 +477,10 @@ func writeSetup(plan *setupPlan, dirs initDirs) ([]string, error) {
 	if old, err := os.ReadFile(plan.manifestPath); err == nil && bytes.Equal(old, plan.manifest) {
 		return append(wrote, plan.manifestPath+" (unchanged)"), nil
 	}
-	if err := atomicWrite(plan.manifestPath, plan.manifest, 0o640); err != nil {
+	if err := atomicfile.Write(plan.manifestPath, plan.manifest, 0o640); err != nil {
 		return wrote, fmt.Errorf("write manifests: %w", err)
 	}
 	return append(wrote, plan.manifestPath+" (manifests)"), nil
-}
-
-// atomicWrite replaces name with body through a temporary file in the same
-// directory: a reader (the agent's watcher among them) never sees half a
-// file. The temporary name starts with a dot, which the agent ignores.
-func atomicWrite(name string, body []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // describeSchedule says a schedule in words, for the manifest and the
