@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
@@ -50,7 +51,64 @@ func newInitCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "The guided setup: asks, validates each answer, writes manifests",
-		Long: `Set up backups step by step: where backups go (a local disk, S3 and the
+		Long:  initLong,
+		Example: `  aegis-agent init                                # the guided setup
+  aegis-agent init --policy db                    # edit policy db, or set up a second one
+
+  # the same without a terminal
+  aegis-agent init --non-interactive --policy web \
+    --destination type=local,path=/var/backups/aegis \
+    --source type=files,path=/var/www,exclude='**/cache/**' \
+    --schedule '0 * * * *' --retention hourly=24,daily=7,weekly=4,monthly=12
+
+  PGPASSWORD=... aegis-agent init --non-interactive --answers web.answers.yaml \
+    --source type=postgres,host=db.internal,user=backup,password-env=PGPASSWORD
+
+  aegis-agent init --non-interactive --save-answers web.answers.yaml   # record an existing setup`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dirs := initDirs{config: g.configDir, keys: g.keysDir, secrets: f.secretsDir}
+			if f.nonInteractive || f.dryRun {
+				return runInitNonInteractive(cmd, g, f, dirs)
+			}
+			if !f.accessible && (!term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd()))) {
+				return invalid(errors.New("the guided setup needs a terminal: run it in one, or use --non-interactive with flags or --answers FILE (see aegis-agent init --help)"))
+			}
+			return runWizard(cmd.Context(), cmd, g, f, dirs)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// register defines init's flags on fl.
+func (f *initFlags) register(fl *pflag.FlagSet) {
+	fl.BoolVar(&f.nonInteractive, "non-interactive", false, "take the answers from --answers and the flags; ask nothing")
+	fl.StringVar(&f.answersFile, "answers", "", "answers file (YAML; - for standard input)")
+	fl.StringVar(&f.saveAnswers, "save-answers", "", "write the answers (without secrets) to this file, for --answers")
+	fl.StringVar(&f.secretsDir, "secrets-dir", envOr("AEGIS_SECRETS_DIR", "/etc/aegis/secrets"), "where credentials go, mode 0600 (env AEGIS_SECRETS_DIR)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the manifests instead of writing anything (implies --non-interactive)")
+	fl.BoolVar(&f.skipChecks, "skip-checks", false, "do not connect to buckets, servers and databases to check the answers")
+	fl.BoolVar(&f.firstBackup, "first-backup", false, "with --non-interactive: run a first backup and verify it")
+	fl.BoolVar(&f.accessible, "accessible", os.Getenv("ACCESSIBLE") != "", "plain line-by-line prompts, for screen readers (env ACCESSIBLE)")
+
+	fl.StringVar(&f.policy, "policy", "", "name of the BackupPolicy to set up or edit (default: the only one there is, else this host's name)")
+	fl.StringArrayVar(&f.destinations, "destination", nil, "a destination: type=local|s3|sftp|ftp,key=value,... (repeatable)")
+	fl.StringArrayVar(&f.sources, "source", nil, "a source: type=files|postgres|mysql|docker-volume|system,key=value,... (repeatable)")
+	fl.StringVar(&f.encryption, "encryption", "", "age (default), openssl or none")
+	fl.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "age public key to encrypt to (repeatable; default: generate a key)")
+	fl.StringVar(&f.ageRecipientFile, "age-recipients-file", "", "file of age public keys to encrypt to")
+	fl.StringVar(&f.ageIdentity, "age-identity", "", "where the generated age identity goes (default KEYS_DIR/POLICY.key; used if it exists)")
+	fl.StringVar(&f.opensslKeyFile, "openssl-key-file", "", "openssl key file (default KEYS_DIR/POLICY-openssl.key; generated if missing)")
+	fl.StringVar(&f.schedule, "schedule", "", `when to back up: 5 cron fields or @hourly/@daily/@weekly/@every 6h (default "0 * * * *")`)
+	fl.StringVar(&f.timeZone, "time-zone", "", "IANA time zone of the schedule (default: this host's)")
+	fl.StringVar(&f.retention, "retention", "", "what to keep: hourly=24,daily=7,weekly=4,monthly=12,yearly=N,keep-last=N,within=7d")
+	fl.StringVar(&f.pingURL, "ping-url", "", "healthchecks.io-style URL pinged on every run (URL/start, URL, URL/fail)")
+	fl.StringArrayVar(&f.webhooks, "webhook", nil, "URL that gets a JSON body with the result of a failed run, and of the first good one after (repeatable)")
+	fl.BoolVar(&f.notifyOnSuccess, "notify-on-success", false, "send the webhooks after every successful run too")
+}
+
+const initLong = `Set up backups step by step: where backups go (a local disk, S3 and the
 S3-compatible clouds, SFTP or FTP), what to back up (files, PostgreSQL,
 MySQL/MariaDB, Docker volumes, the system's configuration), encryption (age
 by default: init generates the key), schedule and retention, and how to be
@@ -83,58 +141,7 @@ for password, access-key-id and secret-access-key.
   --source type=postgres,host=H|SOCKETDIR,port=N,user=U,database=D,globals=false
   --source type=mysql,host=H,port=N,socket=S,user=U,database=D
   --source type=docker-volume,volume=NAME|label=KEY=VALUE,stop-containers=true
-  --source type=system,extra-path=P`,
-		Example: `  aegis-agent init                                # the guided setup
-  aegis-agent init --policy db                    # edit policy db, or set up a second one
-
-  # the same without a terminal
-  aegis-agent init --non-interactive --policy web \
-    --destination type=local,path=/var/backups/aegis \
-    --source type=files,path=/var/www,exclude='**/cache/**' \
-    --schedule '0 * * * *' --retention hourly=24,daily=7,weekly=4,monthly=12
-
-  PGPASSWORD=... aegis-agent init --non-interactive --answers web.answers.yaml \
-    --source type=postgres,host=db.internal,user=backup,password-env=PGPASSWORD
-
-  aegis-agent init --non-interactive --save-answers web.answers.yaml   # record an existing setup`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dirs := initDirs{config: g.configDir, keys: g.keysDir, secrets: f.secretsDir}
-			if f.nonInteractive || f.dryRun {
-				return runInitNonInteractive(cmd, g, f, dirs)
-			}
-			if !f.accessible && (!term.IsTerminal(int(os.Stdin.Fd())) || !term.IsTerminal(int(os.Stdout.Fd()))) {
-				return invalid(errors.New("the guided setup needs a terminal: run it in one, or use --non-interactive with flags or --answers FILE (see aegis-agent init --help)"))
-			}
-			return runWizard(cmd.Context(), cmd, g, f, dirs)
-		},
-	}
-	fl := cmd.Flags()
-	fl.BoolVar(&f.nonInteractive, "non-interactive", false, "take the answers from --answers and the flags; ask nothing")
-	fl.StringVar(&f.answersFile, "answers", "", "answers file (YAML; - for standard input)")
-	fl.StringVar(&f.saveAnswers, "save-answers", "", "write the answers (without secrets) to this file, for --answers")
-	fl.StringVar(&f.secretsDir, "secrets-dir", envOr("AEGIS_SECRETS_DIR", "/etc/aegis/secrets"), "where credentials go, mode 0600 (env AEGIS_SECRETS_DIR)")
-	fl.BoolVar(&f.dryRun, "dry-run", false, "print the manifests instead of writing anything (implies --non-interactive)")
-	fl.BoolVar(&f.skipChecks, "skip-checks", false, "do not connect to buckets, servers and databases to check the answers")
-	fl.BoolVar(&f.firstBackup, "first-backup", false, "with --non-interactive: run a first backup and verify it")
-	fl.BoolVar(&f.accessible, "accessible", os.Getenv("ACCESSIBLE") != "", "plain line-by-line prompts, for screen readers (env ACCESSIBLE)")
-
-	fl.StringVar(&f.policy, "policy", "", "name of the BackupPolicy to set up or edit (default: the only one there is, else this host's name)")
-	fl.StringArrayVar(&f.destinations, "destination", nil, "a destination: type=local|s3|sftp|ftp,key=value,... (repeatable)")
-	fl.StringArrayVar(&f.sources, "source", nil, "a source: type=files|postgres|mysql|docker-volume|system,key=value,... (repeatable)")
-	fl.StringVar(&f.encryption, "encryption", "", "age (default), openssl or none")
-	fl.StringArrayVar(&f.ageRecipients, "age-recipient", nil, "age public key to encrypt to (repeatable; default: generate a key)")
-	fl.StringVar(&f.ageRecipientFile, "age-recipients-file", "", "file of age public keys to encrypt to")
-	fl.StringVar(&f.ageIdentity, "age-identity", "", "where the generated age identity goes (default KEYS_DIR/POLICY.key; used if it exists)")
-	fl.StringVar(&f.opensslKeyFile, "openssl-key-file", "", "openssl key file (default KEYS_DIR/POLICY-openssl.key; generated if missing)")
-	fl.StringVar(&f.schedule, "schedule", "", `when to back up: 5 cron fields or @hourly/@daily/@weekly/@every 6h (default "0 * * * *")`)
-	fl.StringVar(&f.timeZone, "time-zone", "", "IANA time zone of the schedule (default: this host's)")
-	fl.StringVar(&f.retention, "retention", "", "what to keep: hourly=24,daily=7,weekly=4,monthly=12,yearly=N,keep-last=N,within=7d")
-	fl.StringVar(&f.pingURL, "ping-url", "", "healthchecks.io-style URL pinged on every run (URL/start, URL, URL/fail)")
-	fl.StringArrayVar(&f.webhooks, "webhook", nil, "URL that gets a JSON body with the result of a failed run, and of the first good one after (repeatable)")
-	fl.BoolVar(&f.notifyOnSuccess, "notify-on-success", false, "send the webhooks after every successful run too")
-	return cmd
-}
+  --source type=system,extra-path=P`
 
 // answersFromFlags builds the answers of --non-interactive: the existing
 // setup (or the defaults), then the answers file, then the flags. It
@@ -159,10 +166,36 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 		}
 	}
 	changed := cmd.Flags().Changed
-	var errs []error
+	errs := applyListFlags(a, f, changed)
+	applyEncryptionFlags(a, f, changed)
 	if changed("policy") {
 		a.Policy = f.policy
 	}
+	if changed("schedule") {
+		a.Schedule = f.schedule
+	}
+	if changed("time-zone") {
+		a.TimeZone = f.timeZone
+	}
+	if changed("retention") {
+		r, err := retentionFromFlag(f.retention)
+		errs = append(errs, err)
+		a.Retention = r
+	}
+	applyNotifyFlags(a, f, changed)
+	var problems []error
+	for _, err := range errs {
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return a, file, problems, nil
+}
+
+// applyListFlags sets the destinations and sources the flags give,
+// returning the problems of their values (nil for those without).
+func applyListFlags(a *initAnswers, f *initFlags, changed func(string) bool) []error {
+	var errs []error
 	if changed("destination") {
 		a.Destinations, a.OtherDestinations = nil, nil
 		for _, s := range f.destinations {
@@ -179,6 +212,12 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 			a.Sources = append(a.Sources, src)
 		}
 	}
+	return errs
+}
+
+// applyEncryptionFlags sets the encryption the flags give; the later flags
+// of the list win.
+func applyEncryptionFlags(a *initAnswers, f *initFlags, changed func(string) bool) {
 	if changed("encryption") {
 		a.Encryption = encAnswer{Mode: f.encryption}
 	}
@@ -194,46 +233,33 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 	if changed("openssl-key-file") {
 		a.Encryption = encAnswer{Mode: "openssl", KeyFile: f.opensslKeyFile}
 	}
-	if changed("schedule") {
-		a.Schedule = f.schedule
+}
+
+// applyNotifyFlags merges the notification flags into the answers'.
+func applyNotifyFlags(a *initAnswers, f *initFlags, changed func(string) bool) {
+	if !changed("ping-url") && !changed("webhook") && !changed("notify-on-success") {
+		return
 	}
-	if changed("time-zone") {
-		a.TimeZone = f.timeZone
+	n := v1.Notify{}
+	if a.Notify != nil {
+		n = *a.Notify
 	}
-	if changed("retention") {
-		r, err := retentionFromFlag(f.retention)
-		errs = append(errs, err)
-		a.Retention = r
+	if changed("ping-url") {
+		n.Ping = f.pingURL
 	}
-	if changed("ping-url") || changed("webhook") || changed("notify-on-success") {
-		n := v1.Notify{}
-		if a.Notify != nil {
-			n = *a.Notify
-		}
-		if changed("ping-url") {
-			n.Ping = f.pingURL
-		}
-		if changed("webhook") {
-			n.Webhooks = nil
-			for _, u := range f.webhooks {
-				n.Webhooks = append(n.Webhooks, v1.WebhookNotify{URL: u})
-			}
-		}
-		if changed("notify-on-success") {
-			n.OnSuccess = f.notifyOnSuccess
-		}
-		a.Notify = nil
-		if n.Ping != "" || len(n.Webhooks) > 0 {
-			a.Notify = &n
+	if changed("webhook") {
+		n.Webhooks = nil
+		for _, u := range f.webhooks {
+			n.Webhooks = append(n.Webhooks, v1.WebhookNotify{URL: u})
 		}
 	}
-	var problems []error
-	for _, err := range errs {
-		if err != nil {
-			problems = append(problems, err)
-		}
+	if changed("notify-on-success") {
+		n.OnSuccess = f.notifyOnSuccess
 	}
-	return a, file, problems, nil
+	a.Notify = nil
+	if n.Ping != "" || len(n.Webhooks) > 0 {
+		a.Notify = &n
+	}
 }
 
 func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs initDirs) error {

@@ -110,17 +110,6 @@ func TestStatusExitCode(t *testing.T) {
 	}
 }
 
-func TestShortAge(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		45 * time.Second: "45s", 12 * time.Minute: "12m", 3*time.Hour + 5*time.Minute: "3h05m",
-		52 * time.Hour: "2d04h", 40 * 24 * time.Hour: "40d", -90 * time.Second: "1m",
-	} {
-		if got := shortAge(d); got != want {
-			t.Errorf("shortAge(%s) = %q, want %q", d, got, want)
-		}
-	}
-}
-
 func TestPrintStatus(t *testing.T) {
 	rows := []statusRow{
 		{Policy: "web", State: stateOK, LastSuccessfulTime: ago(20 * time.Minute), NextScheduleTime: ago(-40 * time.Minute),

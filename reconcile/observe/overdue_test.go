@@ -66,6 +66,7 @@ func TestShortAge(t *testing.T) {
 	}{
 		{45 * time.Second, "45s"},
 		{-45 * time.Second, "45s"},
+		{-90 * time.Second, "1m"},
 		{12*time.Minute + 59*time.Second, "12m"},
 		{3*time.Hour + 5*time.Minute, "3h05m"},
 		{52 * time.Hour, "2d04h"},
