@@ -67,7 +67,7 @@ func newInitCommand(g *globals) *cobra.Command {
   aegis-agent init --non-interactive --save-answers web.answers.yaml   # record an existing setup`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dirs := initDirs{config: g.configDir, keys: g.keysDir, secrets: f.secretsDir}
+			dirs := Dirs{Config: g.configDir, Keys: g.keysDir, Secrets: f.secretsDir}
 			if f.nonInteractive || f.dryRun {
 				return runInitNonInteractive(cmd, g, f, dirs)
 			}
@@ -147,21 +147,21 @@ for password, access-key-id and secret-access-key.
 // setup (or the defaults), then the answers file, then the flags. It
 // returns the problems of the flags' values besides the answers, so that
 // they are reported with every other problem.
-func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAnswers, string, []error, error) {
-	existing, _, err := loadExisting(dirs, f.policy)
+func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs Dirs) (*Answers, string, []error, error) {
+	existing, _, err := LoadExisting(dirs, f.policy)
 	if err != nil {
 		return nil, "", nil, invalid(err)
 	}
-	a := newAnswers()
+	a := NewAnswers()
 	file := ""
 	if existing != nil {
-		a, file = existing.answers, existing.file
+		a, file = existing.Answers, existing.File
 	}
 	if f.answersFile != "" {
-		if a, err = readAnswersFile(f.answersFile); err != nil {
+		if a, err = ReadAnswersFile(f.answersFile); err != nil {
 			return nil, "", nil, invalid(err)
 		}
-		if existing != nil && a.Policy != existing.answers.Policy {
+		if existing != nil && a.Policy != existing.Answers.Policy {
 			file = ""
 		}
 	}
@@ -178,7 +178,7 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 		a.TimeZone = f.timeZone
 	}
 	if changed("retention") {
-		r, err := retentionFromFlag(f.retention)
+		r, err := RetentionFromFlag(f.retention)
 		errs = append(errs, err)
 		a.Retention = r
 	}
@@ -194,12 +194,12 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs initDirs) (*initAns
 
 // applyListFlags sets the destinations and sources the flags give,
 // returning the problems of their values (nil for those without).
-func applyListFlags(a *initAnswers, f *initFlags, changed func(string) bool) []error {
+func applyListFlags(a *Answers, f *initFlags, changed func(string) bool) []error {
 	var errs []error
 	if changed("destination") {
 		a.Destinations, a.OtherDestinations = nil, nil
 		for _, s := range f.destinations {
-			d, err := destinationFromFlag(s)
+			d, err := DestinationFromFlag(s)
 			errs = append(errs, err)
 			a.Destinations = append(a.Destinations, d)
 		}
@@ -207,7 +207,7 @@ func applyListFlags(a *initAnswers, f *initFlags, changed func(string) bool) []e
 	if changed("source") {
 		a.Sources = nil
 		for _, s := range f.sources {
-			src, err := sourceFromFlag(s)
+			src, err := SourceFromFlag(s)
 			errs = append(errs, err)
 			a.Sources = append(a.Sources, src)
 		}
@@ -217,12 +217,12 @@ func applyListFlags(a *initAnswers, f *initFlags, changed func(string) bool) []e
 
 // applyEncryptionFlags sets the encryption the flags give; the later flags
 // of the list win.
-func applyEncryptionFlags(a *initAnswers, f *initFlags, changed func(string) bool) {
+func applyEncryptionFlags(a *Answers, f *initFlags, changed func(string) bool) {
 	if changed("encryption") {
-		a.Encryption = encAnswer{Mode: f.encryption}
+		a.Encryption = EncryptionAnswer{Mode: f.encryption}
 	}
 	if changed("age-recipient") || changed("age-recipients-file") {
-		a.Encryption = encAnswer{Mode: "age", Recipients: f.ageRecipients, RecipientsFile: f.ageRecipientFile}
+		a.Encryption = EncryptionAnswer{Mode: "age", Recipients: f.ageRecipients, RecipientsFile: f.ageRecipientFile}
 	}
 	if changed("age-identity") {
 		a.Encryption.Mode, a.Encryption.IdentityFile = "age", f.ageIdentity
@@ -231,12 +231,12 @@ func applyEncryptionFlags(a *initAnswers, f *initFlags, changed func(string) boo
 		}
 	}
 	if changed("openssl-key-file") {
-		a.Encryption = encAnswer{Mode: "openssl", KeyFile: f.opensslKeyFile}
+		a.Encryption = EncryptionAnswer{Mode: "openssl", KeyFile: f.opensslKeyFile}
 	}
 }
 
 // applyNotifyFlags merges the notification flags into the answers'.
-func applyNotifyFlags(a *initAnswers, f *initFlags, changed func(string) bool) {
+func applyNotifyFlags(a *Answers, f *initFlags, changed func(string) bool) {
 	if !changed("ping-url") && !changed("webhook") && !changed("notify-on-success") {
 		return
 	}
@@ -262,13 +262,13 @@ func applyNotifyFlags(a *initAnswers, f *initFlags, changed func(string) bool) {
 	}
 }
 
-func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs initDirs) error {
+func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs Dirs) error {
 	out := cmd.OutOrStdout()
 	a, file, errs, err := answersFromFlags(cmd, f, dirs)
 	if err != nil {
 		return err
 	}
-	if errs = append(append(errs, checkAnswers(a)...), resolveSecrets(a)...); len(errs) > 0 {
+	if errs = append(append(errs, CheckAnswers(a)...), ResolveSecrets(a)...); len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(cmd.ErrOrStderr(), "aegis-agent init:", e)
 		}
@@ -278,29 +278,29 @@ func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs in
 		var bad bool
 		for _, r := range liveChecks(cmd.Context(), a) {
 			switch {
-			case r.err != nil:
-				fmt.Fprintf(cmd.ErrOrStderr(), "aegis-agent init: %s: %v\n", r.what, r.err)
+			case r.Err != nil:
+				fmt.Fprintf(cmd.ErrOrStderr(), "aegis-agent init: %s: %v\n", r.What, r.Err)
 				bad = true
-			case !r.checked:
-				fmt.Fprintf(cmd.ErrOrStderr(), "aegis-agent init: %s: not checked (this build cannot connect to it yet)\n", r.what)
+			case !r.Checked:
+				fmt.Fprintf(cmd.ErrOrStderr(), "aegis-agent init: %s: not checked (this build cannot connect to it yet)\n", r.What)
 			}
 		}
 		if bad {
 			return silentExit(exitInvalid)
 		}
 	}
-	plan, err := prepareSetup(a, dirs, file)
+	plan, err := Prepare(a, dirs, file)
 	if err != nil {
 		return invalid(err)
 	}
-	if len(plan.problems) > 0 {
-		for _, p := range plan.problems {
+	if len(plan.Problems) > 0 {
+		for _, p := range plan.Problems {
 			fmt.Fprintln(cmd.ErrOrStderr(), p.Error())
 		}
 		return silentExit(exitInvalid)
 	}
 	if f.dryRun {
-		_, err := out.Write(plan.manifest)
+		_, err := out.Write(plan.Manifest)
 		return err
 	}
 	if err := finishSetup(cmd.Context(), out, g, f, dirs, a, plan); err != nil {
@@ -315,16 +315,16 @@ func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs in
 }
 
 // liveChecks checks every remote destination and database source.
-func liveChecks(ctx context.Context, a *initAnswers) []liveResult {
-	var out []liveResult
+func liveChecks(ctx context.Context, a *Answers) []LiveResult {
+	var out []LiveResult
 	for _, d := range a.Destinations {
 		if d.Local == nil {
-			out = append(out, checkDestinationLive(ctx, d))
+			out = append(out, CheckDestinationLive(ctx, d))
 		}
 	}
 	for _, s := range a.Sources {
 		if s.Postgres != nil || s.MySQL != nil || s.DockerVolume != nil {
-			out = append(out, checkSourceLive(ctx, s))
+			out = append(out, CheckSourceLive(ctx, s))
 		}
 	}
 	return out
@@ -332,8 +332,8 @@ func liveChecks(ctx context.Context, a *initAnswers) []liveResult {
 
 // finishSetup writes what plan says, validates the config directory as the
 // agent will read it, and saves the answers when asked.
-func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, dirs initDirs, a *initAnswers, plan *setupPlan) error {
-	wrote, err := writeSetup(plan, dirs)
+func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, dirs Dirs, a *Answers, plan *Plan) error {
+	wrote, err := Write(plan, dirs)
 	for _, w := range wrote {
 		fmt.Fprintf(out, "wrote %s\n", w)
 	}
@@ -341,7 +341,7 @@ func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, d
 		return failed(err)
 	}
 	if f.saveAnswers != "" {
-		body, err := marshalAnswers(a)
+		body, err := MarshalAnswers(a)
 		if err != nil {
 			return failed(err)
 		}
@@ -395,7 +395,7 @@ func runSelf(ctx context.Context, stdout, stderr io.Writer, g *globals, args ...
 }
 
 // firstBackup runs the new policy now and verifies what it stored.
-func firstBackup(ctx context.Context, stdout, stderr io.Writer, g *globals, a *initAnswers) error {
+func firstBackup(ctx context.Context, stdout, stderr io.Writer, g *globals, a *Answers) error {
 	if err := runSelf(ctx, stdout, stderr, g, "run", a.Policy); err != nil {
 		return err
 	}

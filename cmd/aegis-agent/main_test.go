@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/spf13/cobra"
 )
 
 // asAgentEnv makes the test binary act as aegis-agent, so that tests can
@@ -73,5 +74,27 @@ func TestNoTerminalQueryOutsideInit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEveryCommandHasAnExample keeps --help useful as commands are added.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	root := newRootCommand()
+	missing := []string{}
+	var visit func(prefix string, c *cobra.Command)
+	visit = func(prefix string, c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" {
+			return
+		}
+		if c.Example == "" {
+			missing = append(missing, strings.TrimSpace(prefix+" "+c.Name()))
+		}
+		for _, sub := range c.Commands() {
+			visit(prefix+" "+c.Name(), sub)
+		}
+	}
+	visit("", root)
+	if len(missing) > 0 {
+		t.Errorf("commands without an example in --help: %v", missing)
 	}
 }
