@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/cmd/aegis-agent/internal/setup"
 	"github.com/aegis-backup/aegis/reconcile"
 	"github.com/aegis-backup/aegis/reconcile/atomicfile"
 )
@@ -67,7 +68,7 @@ func newInitCommand(g *globals) *cobra.Command {
   aegis-agent init --non-interactive --save-answers web.answers.yaml   # record an existing setup`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dirs := Dirs{Config: g.configDir, Keys: g.keysDir, Secrets: f.secretsDir}
+			dirs := setup.Dirs{Config: g.configDir, Keys: g.keysDir, Secrets: f.secretsDir}
 			if f.nonInteractive || f.dryRun {
 				return runInitNonInteractive(cmd, g, f, dirs)
 			}
@@ -147,18 +148,18 @@ for password, access-key-id and secret-access-key.
 // setup (or the defaults), then the answers file, then the flags. It
 // returns the problems of the flags' values besides the answers, so that
 // they are reported with every other problem.
-func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs Dirs) (*Answers, string, []error, error) {
-	existing, _, err := LoadExisting(dirs, f.policy)
+func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs setup.Dirs) (*setup.Answers, string, []error, error) {
+	existing, _, err := setup.LoadExisting(dirs, f.policy)
 	if err != nil {
 		return nil, "", nil, invalid(err)
 	}
-	a := NewAnswers()
+	a := setup.NewAnswers()
 	file := ""
 	if existing != nil {
 		a, file = existing.Answers, existing.File
 	}
 	if f.answersFile != "" {
-		if a, err = ReadAnswersFile(f.answersFile); err != nil {
+		if a, err = setup.ReadAnswersFile(f.answersFile); err != nil {
 			return nil, "", nil, invalid(err)
 		}
 		if existing != nil && a.Policy != existing.Answers.Policy {
@@ -178,7 +179,7 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs Dirs) (*Answers, st
 		a.TimeZone = f.timeZone
 	}
 	if changed("retention") {
-		r, err := RetentionFromFlag(f.retention)
+		r, err := setup.RetentionFromFlag(f.retention)
 		errs = append(errs, err)
 		a.Retention = r
 	}
@@ -194,12 +195,12 @@ func answersFromFlags(cmd *cobra.Command, f *initFlags, dirs Dirs) (*Answers, st
 
 // applyListFlags sets the destinations and sources the flags give,
 // returning the problems of their values (nil for those without).
-func applyListFlags(a *Answers, f *initFlags, changed func(string) bool) []error {
+func applyListFlags(a *setup.Answers, f *initFlags, changed func(string) bool) []error {
 	var errs []error
 	if changed("destination") {
 		a.Destinations, a.OtherDestinations = nil, nil
 		for _, s := range f.destinations {
-			d, err := DestinationFromFlag(s)
+			d, err := setup.DestinationFromFlag(s)
 			errs = append(errs, err)
 			a.Destinations = append(a.Destinations, d)
 		}
@@ -207,7 +208,7 @@ func applyListFlags(a *Answers, f *initFlags, changed func(string) bool) []error
 	if changed("source") {
 		a.Sources = nil
 		for _, s := range f.sources {
-			src, err := SourceFromFlag(s)
+			src, err := setup.SourceFromFlag(s)
 			errs = append(errs, err)
 			a.Sources = append(a.Sources, src)
 		}
@@ -217,12 +218,12 @@ func applyListFlags(a *Answers, f *initFlags, changed func(string) bool) []error
 
 // applyEncryptionFlags sets the encryption the flags give; the later flags
 // of the list win.
-func applyEncryptionFlags(a *Answers, f *initFlags, changed func(string) bool) {
+func applyEncryptionFlags(a *setup.Answers, f *initFlags, changed func(string) bool) {
 	if changed("encryption") {
-		a.Encryption = EncryptionAnswer{Mode: f.encryption}
+		a.Encryption = setup.EncryptionAnswer{Mode: f.encryption}
 	}
 	if changed("age-recipient") || changed("age-recipients-file") {
-		a.Encryption = EncryptionAnswer{Mode: "age", Recipients: f.ageRecipients, RecipientsFile: f.ageRecipientFile}
+		a.Encryption = setup.EncryptionAnswer{Mode: "age", Recipients: f.ageRecipients, RecipientsFile: f.ageRecipientFile}
 	}
 	if changed("age-identity") {
 		a.Encryption.Mode, a.Encryption.IdentityFile = "age", f.ageIdentity
@@ -231,12 +232,12 @@ func applyEncryptionFlags(a *Answers, f *initFlags, changed func(string) bool) {
 		}
 	}
 	if changed("openssl-key-file") {
-		a.Encryption = EncryptionAnswer{Mode: "openssl", KeyFile: f.opensslKeyFile}
+		a.Encryption = setup.EncryptionAnswer{Mode: "openssl", KeyFile: f.opensslKeyFile}
 	}
 }
 
 // applyNotifyFlags merges the notification flags into the answers'.
-func applyNotifyFlags(a *Answers, f *initFlags, changed func(string) bool) {
+func applyNotifyFlags(a *setup.Answers, f *initFlags, changed func(string) bool) {
 	if !changed("ping-url") && !changed("webhook") && !changed("notify-on-success") {
 		return
 	}
@@ -262,13 +263,13 @@ func applyNotifyFlags(a *Answers, f *initFlags, changed func(string) bool) {
 	}
 }
 
-func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs Dirs) error {
+func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs setup.Dirs) error {
 	out := cmd.OutOrStdout()
 	a, file, errs, err := answersFromFlags(cmd, f, dirs)
 	if err != nil {
 		return err
 	}
-	if errs = append(append(errs, CheckAnswers(a)...), ResolveSecrets(a)...); len(errs) > 0 {
+	if errs = append(append(errs, setup.CheckAnswers(a)...), setup.ResolveSecrets(a)...); len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(cmd.ErrOrStderr(), "aegis-agent init:", e)
 		}
@@ -289,7 +290,7 @@ func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs Di
 			return silentExit(exitInvalid)
 		}
 	}
-	plan, err := Prepare(a, dirs, file)
+	plan, err := setup.Prepare(a, dirs, file)
 	if err != nil {
 		return invalid(err)
 	}
@@ -315,16 +316,16 @@ func runInitNonInteractive(cmd *cobra.Command, g *globals, f *initFlags, dirs Di
 }
 
 // liveChecks checks every remote destination and database source.
-func liveChecks(ctx context.Context, a *Answers) []LiveResult {
-	var out []LiveResult
+func liveChecks(ctx context.Context, a *setup.Answers) []setup.LiveResult {
+	var out []setup.LiveResult
 	for _, d := range a.Destinations {
 		if d.Local == nil {
-			out = append(out, CheckDestinationLive(ctx, d))
+			out = append(out, setup.CheckDestinationLive(ctx, d))
 		}
 	}
 	for _, s := range a.Sources {
 		if s.Postgres != nil || s.MySQL != nil || s.DockerVolume != nil {
-			out = append(out, CheckSourceLive(ctx, s))
+			out = append(out, setup.CheckSourceLive(ctx, s))
 		}
 	}
 	return out
@@ -332,8 +333,8 @@ func liveChecks(ctx context.Context, a *Answers) []LiveResult {
 
 // finishSetup writes what plan says, validates the config directory as the
 // agent will read it, and saves the answers when asked.
-func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, dirs Dirs, a *Answers, plan *Plan) error {
-	wrote, err := Write(plan, dirs)
+func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, dirs setup.Dirs, a *setup.Answers, plan *setup.Plan) error {
+	wrote, err := setup.Write(plan, dirs)
 	for _, w := range wrote {
 		fmt.Fprintf(out, "wrote %s\n", w)
 	}
@@ -341,7 +342,7 @@ func finishSetup(ctx context.Context, out io.Writer, g *globals, f *initFlags, d
 		return failed(err)
 	}
 	if f.saveAnswers != "" {
-		body, err := MarshalAnswers(a)
+		body, err := setup.MarshalAnswers(a)
 		if err != nil {
 			return failed(err)
 		}
@@ -395,7 +396,7 @@ func runSelf(ctx context.Context, stdout, stderr io.Writer, g *globals, args ...
 }
 
 // firstBackup runs the new policy now and verifies what it stored.
-func firstBackup(ctx context.Context, stdout, stderr io.Writer, g *globals, a *Answers) error {
+func firstBackup(ctx context.Context, stdout, stderr io.Writer, g *globals, a *setup.Answers) error {
 	if err := runSelf(ctx, stdout, stderr, g, "run", a.Policy); err != nil {
 		return err
 	}

@@ -1,4 +1,10 @@
-package main
+// Package setup is the model behind aegis-agent init: the answers (read
+// from an answers file, the flags of --non-interactive, an existing setup
+// or the wizard's forms), their checks (each answer alone, and live against
+// buckets, servers and databases), and what they make: the manifests, key
+// and secret files, written atomically. It knows nothing of the terminal:
+// the wizard's forms (and the UI libraries they need) stay in the command.
+package setup
 
 import (
 	"errors"
@@ -27,18 +33,18 @@ import (
 // by the environment variable or file to read it from (Secret).
 type Answers struct {
 	// Policy is the BackupPolicy's name; the manifest file is POLICY.yaml.
-	Policy       string       `json:"policy"`
+	Policy       string              `json:"policy"`
 	Destinations []DestinationAnswer `json:"destinations"`
 	// OtherDestinations are destinations the policy uses that are defined
 	// in other manifest files: init names them and leaves them alone.
-	OtherDestinations []string        `json:"otherDestinations,omitempty"`
-	Sources           []SourceAnswer  `json:"sources"`
-	Encryption        EncryptionAnswer       `json:"encryption"`
-	Schedule          string          `json:"schedule"`
-	TimeZone          string          `json:"timeZone,omitempty"`
-	Retention         v1.Retention    `json:"retention"`
-	Compression       *v1.Compression `json:"compression,omitempty"`
-	Notify            *v1.Notify      `json:"notify,omitempty"`
+	OtherDestinations []string         `json:"otherDestinations,omitempty"`
+	Sources           []SourceAnswer   `json:"sources"`
+	Encryption        EncryptionAnswer `json:"encryption"`
+	Schedule          string           `json:"schedule"`
+	TimeZone          string           `json:"timeZone,omitempty"`
+	Retention         v1.Retention     `json:"retention"`
+	Compression       *v1.Compression  `json:"compression,omitempty"`
+	Notify            *v1.Notify       `json:"notify,omitempty"`
 
 	// Kept as they are when init edits a policy that has them.
 	Labels  map[string]string `json:"labels,omitempty"`

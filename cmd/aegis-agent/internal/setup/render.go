@@ -1,4 +1,4 @@
-package main
+package setup
 
 import (
 	"bytes"
@@ -487,14 +487,14 @@ func Write(plan *Plan, dirs Dirs) ([]string, error) {
 // wizard.
 func DescribeSchedule(s string) string {
 	for _, p := range SchedulePresets {
-		if p.expr == s {
-			return p.label
+		if p.Expr == s {
+			return p.Label
 		}
 	}
 	return ""
 }
 
-var SchedulePresets = []struct{ expr, label string }{
+var SchedulePresets = []struct{ Expr, Label string }{
 	{"0 * * * *", "every hour, on the hour"},
 	{"0 */6 * * *", "every 6 hours"},
 	{"0 2 * * *", "every day at 02:00"},
