@@ -67,20 +67,7 @@ func TestPrepareSetupRoundTrip(t *testing.T) {
 	if !strings.Contains(body, `exclude: ['**/*.log', "no"]`) || !strings.Contains(body, `backup: "yes"`) {
 		t.Errorf("exclude list not as expected:\n%s", body)
 	}
-	want := map[string]string{
-		filepath.Join(dirs.Secrets, "b2.s3-credentials"): "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3-secret-value\n",
-		filepath.Join(dirs.Secrets, "box.password"):      "sftp-secret-value\n",
-		filepath.Join(dirs.Secrets, "web-db.password"):   "pg-secret-value\n",
-	}
-	for _, f := range plan.Files {
-		if w, ok := want[f.Path]; ok && string(f.Body) != w {
-			t.Errorf("%s = %q, want %q", f.Path, f.Body, w)
-		}
-		delete(want, f.Path)
-	}
-	if len(want) > 0 {
-		t.Errorf("not planned: %v", want)
-	}
+	checkSecretFiles(t, plan, dirs)
 	if _, err := Write(plan, dirs); err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +96,34 @@ func TestPrepareSetupRoundTrip(t *testing.T) {
 		t.Errorf("editing without new secrets would write %d file(s)", len(again.Files))
 	}
 
+	checkSavedAnswers(t, existing.Answers, dirs, body)
+}
+
+// checkSecretFiles: each secret goes into a file of its own.
+func checkSecretFiles(t *testing.T, plan *Plan, dirs Dirs) {
+	t.Helper()
+	want := map[string]string{
+		filepath.Join(dirs.Secrets, "b2.s3-credentials"): "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3-secret-value\n",
+		filepath.Join(dirs.Secrets, "box.password"):      "sftp-secret-value\n",
+		filepath.Join(dirs.Secrets, "web-db.password"):   "pg-secret-value\n",
+	}
+	for _, f := range plan.Files {
+		if w, ok := want[f.Path]; ok && string(f.Body) != w {
+			t.Errorf("%s = %q, want %q", f.Path, f.Body, w)
+		}
+		delete(want, f.Path)
+	}
+	if len(want) > 0 {
+		t.Errorf("not planned: %v", want)
+	}
+}
+
+// checkSavedAnswers: saved answers, read back, render the same manifest
+// bytes, and hold no secret.
+func checkSavedAnswers(t *testing.T, a *Answers, dirs Dirs, body string) {
+	t.Helper()
 	// Saved answers give the same bytes too.
-	saved, err := MarshalAnswers(existing.Answers)
+	saved, err := MarshalAnswers(a)
 	if err != nil {
 		t.Fatal(err)
 	}
