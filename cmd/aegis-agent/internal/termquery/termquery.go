@@ -31,7 +31,7 @@ func init() {
 
 // WizardRequested reports whether args (the command line without the
 // program's name) may start init's guided setup: the word init is among
-// them, and neither --non-interactive nor --dry-run is. It errs on the side
+// them, and none of --non-interactive, --dry-run and --help is. It errs on the side
 // of the wizard: a flag value spelled "init" only costs the old query.
 func WizardRequested(args []string) bool {
 	wizard := false
@@ -41,7 +41,7 @@ func WizardRequested(args []string) bool {
 			return wizard
 		case a == "init":
 			wizard = true
-		case hasFlag(a, "--non-interactive"), hasFlag(a, "--dry-run"):
+		case hasFlag(a, "--non-interactive"), hasFlag(a, "--dry-run"), a == "--help", a == "-h":
 			return false
 		}
 	}

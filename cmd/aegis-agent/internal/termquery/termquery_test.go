@@ -17,6 +17,8 @@ func TestWizardRequested(t *testing.T) {
 		{[]string{"init", "--non-interactive", "--policy", "web"}, false},
 		{[]string{"init", "--non-interactive=true"}, false},
 		{[]string{"init", "--dry-run"}, false},
+		{[]string{"init", "--help"}, false},
+		{[]string{"help", "init"}, true},
 		{[]string{"run", "--", "init"}, false},
 	} {
 		if got := WizardRequested(c.args); got != c.want {
