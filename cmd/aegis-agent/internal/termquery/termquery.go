@@ -31,8 +31,8 @@ func init() {
 
 // WizardRequested reports whether args (the command line without the
 // program's name) may start init's guided setup: the word init is among
-// them, and none of --non-interactive, --dry-run and --help is. It errs on the side
-// of the wizard: a flag value spelled "init" only costs the old query.
+// them, and none of --non-interactive, --dry-run and --help is. It errs on
+// the side of the wizard: a flag value spelled "init" only costs the query.
 func WizardRequested(args []string) bool {
 	wizard := false
 	for _, a := range args {
