@@ -43,9 +43,10 @@ func golden(t *testing.T, name, got string) {
 type normalizer struct {
 	root, host string
 	ids        map[string]string
-	// stored is the bytes a snapshot takes on its destination, its
-	// manifest included, whose size varies with the run's duration.
-	stored string
+	// sizes maps the sizes of the snapshot (its data, and all it stores,
+	// manifest included) to names: the tar's headers grow with the
+	// temporary root's path, the manifest with the run's duration.
+	sizes map[string]string
 }
 
 var (
@@ -69,8 +70,8 @@ func (n *normalizer) normalize(s string) string {
 	s = fractionRe.ReplaceAllString(s, "$1")
 	s = logTimeRe.ReplaceAllString(s, "@LOGTIME@ ")
 	s = durationRe.ReplaceAllString(s, `"duration": "@DURATION@"`)
-	if n.stored != "" {
-		s = strings.ReplaceAll(s, ": "+n.stored+",", ": @STORED@,")
+	for size, name := range n.sizes {
+		s = regexp.MustCompile(`(": |  )`+regexp.QuoteMeta(size)+`\b`).ReplaceAllString(s, "${1}"+name)
 	}
 	if n.host != "" {
 		s = strings.ReplaceAll(s, `"host": "`+n.host+`"`, `"host": "@HOST@"`)
@@ -113,7 +114,7 @@ func TestGoldenOutputs(t *testing.T) {
 	runAt(0, "run", "p").mustCode(t, 0)
 	runAt(time.Hour, "run", "p").mustCode(t, 0)
 
-	n.stored = storedBytes(t, filepath.Join(e.root, "backups"))
+	n.sizes = snapshotSizes(t, filepath.Join(e.root, "backups"))
 	status := runAt(90*time.Minute+30*time.Second, "status")
 	golden(t, "status", n.normalize(transcript(status)))
 	asJSON := runAt(90*time.Minute+30*time.Second, "status", "--json")
@@ -124,27 +125,34 @@ func TestGoldenOutputs(t *testing.T) {
 	golden(t, "prune-dry-run-json", n.normalize(transcript(runAt(2*time.Hour, "prune", "--dry-run", "--json"))))
 }
 
-// storedBytes is the size of the only snapshot under dir: its files,
-// manifest included.
-func storedBytes(t *testing.T, dir string) string {
+// snapshotSizes names the sizes of the only snapshot under dir: its data
+// object (@DATA@) and all its files (@STORED@, and as status prints it).
+func snapshotSizes(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	manifests := manifestsUnder(t, dir)
 	if len(manifests) != 1 {
 		t.Fatalf("%d snapshots under %s, want 1", len(manifests), dir)
 	}
-	var total int64
 	entries, err := os.ReadDir(filepath.Dir(manifests[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var data, total int64
 	for _, de := range entries {
 		fi, err := de.Info()
 		if err != nil {
 			t.Fatal(err)
 		}
 		total += fi.Size()
+		if de.Name() != filepath.Base(manifests[0]) {
+			data += fi.Size()
+		}
 	}
-	return fmt.Sprint(total)
+	return map[string]string{
+		fmt.Sprint(data):  "@DATA@",
+		fmt.Sprint(total): "@STORED@",
+		fmt.Sprintf("%.1f KiB", float64(total)/1024): "@STORED_KIB@",
+	}
 }
 
 // normalizeAges checks each policy's ageSeconds against want (give or take
