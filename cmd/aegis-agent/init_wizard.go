@@ -15,18 +15,19 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/cmd/aegis-agent/internal/setup"
 )
 
 // wizard is the interactive side of init: one short form per screen, each
-// answer checked as it is given, all of it filling one initAnswers that
-// prepareSetup renders exactly as --non-interactive does.
+// answer checked as it is given, all of it filling one Answers that
+// Prepare renders exactly as --non-interactive does.
 type wizard struct {
 	ctx  context.Context
 	out  io.Writer
 	g    *globals
 	f    *initFlags
-	dirs initDirs
-	a    *initAnswers
+	dirs setup.Dirs
+	a    *setup.Answers
 	// file is the manifest file of the setup being edited, or "".
 	file string
 	// others are the policies of the config directory init is not editing.
@@ -78,7 +79,7 @@ var (
 // errCancelled ends the wizard when the user leaves it.
 var errCancelled = errors.New("setup cancelled: nothing was written")
 
-func runWizard(ctx context.Context, cmd *cobra.Command, g *globals, f *initFlags, dirs initDirs) error {
+func runWizard(ctx context.Context, cmd *cobra.Command, g *globals, f *initFlags, dirs setup.Dirs) error {
 	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs, in: &eofReader{f: os.Stdin}}
 	err := w.run()
 	if errors.Is(err, errInputEnded) {
@@ -165,7 +166,7 @@ func (w *wizard) run() error {
 // pickSetup finds what to edit: the policy of --policy, the only one
 // there is, or the one the user picks.
 func (w *wizard) pickSetup() error {
-	existing, names, err := loadExisting(w.dirs, w.f.policy)
+	existing, names, err := setup.LoadExisting(w.dirs, w.f.policy)
 	if err != nil {
 		return invalid(err)
 	}
@@ -183,17 +184,17 @@ func (w *wizard) pickSetup() error {
 			return err
 		}
 		if choice != "" {
-			if existing, _, err = loadExisting(w.dirs, choice); err != nil {
+			if existing, _, err = setup.LoadExisting(w.dirs, choice); err != nil {
 				return invalid(err)
 			}
 		}
 	}
-	w.a = newAnswers()
+	w.a = setup.NewAnswers()
 	if w.f.policy != "" {
 		w.a.Policy = w.f.policy
 	}
 	if existing != nil {
-		w.a, w.file = existing.answers, existing.file
+		w.a, w.file = existing.Answers, existing.File
 	}
 	for _, n := range names {
 		if n != w.a.Policy || existing == nil {
@@ -213,7 +214,7 @@ retention, and notifications. Each answer is checked as you give it.
   secrets    %s  (mode 0600)
 
 Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
-		w.dirs.config, w.dirs.keys, w.dirs.secrets)
+		w.dirs.Config, w.dirs.Keys, w.dirs.Secrets)
 	if w.file != "" {
 		intro += fmt.Sprintf("\n\nEditing policy %s from %s: its current values are the\ndefaults, so Enter keeps what is there.", w.a.Policy, w.file)
 	}
@@ -223,7 +224,7 @@ Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
 		huh.NewInput().Title("Name of this backup policy").
 			Description("Lower-case letters, digits and '-'. The manifest file is NAME.yaml.").
 			Value(&name).Validate(orCurrent(&name, func(s string) error {
-			if err := checkName(s); err != nil {
+			if err := setup.CheckName(s); err != nil {
 				return err
 			}
 			if slices.Contains(w.others, s) {
@@ -272,7 +273,7 @@ func defaultRegion(provider string) string {
 	return ""
 }
 
-func destKindOf(d destAnswer) string {
+func destKindOf(d setup.DestinationAnswer) string {
 	switch {
 	case d.Local != nil:
 		return "local"
@@ -305,7 +306,7 @@ func (w *wizard) destinations() error {
 		if w.ctx.Err() != nil {
 			return w.ctx.Err()
 		}
-		w.a.Destinations = append(w.a.Destinations, destAnswer{})
+		w.a.Destinations = append(w.a.Destinations, setup.DestinationAnswer{})
 		n := len(w.a.Destinations)
 		if _, err := w.destination(&w.a.Destinations[n-1], false, n); err != nil {
 			return err
@@ -326,7 +327,7 @@ func (w *wizard) confirm(title, desc string, def bool) bool {
 
 // destination asks for one destination; it reports whether the user asked
 // to remove it.
-func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) {
+func (w *wizard) destination(d *setup.DestinationAnswer, existing bool, n int) (bool, error) {
 	kind := destKindOf(*d)
 	opts := []huh.Option[string]{}
 	for _, k := range destKinds {
@@ -334,7 +335,7 @@ func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) 
 	}
 	title := fmt.Sprintf("Destination %d: where should backups go?", n)
 	if existing {
-		title = fmt.Sprintf("Destination %d: %s (%s)", n, d.Name, describeDest(*d))
+		title = fmt.Sprintf("Destination %d: %s (%s)", n, d.Name, setup.DescribeDestination(*d))
 		opts = append(opts, huh.NewOption("Remove this destination", "remove"))
 	}
 	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).
@@ -348,10 +349,10 @@ func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) 
 	if kind != destKindOf(*d) || d.DestinationSpec.Driver() == "" {
 		// A new kind starts from its defaults, under the same name.
 		name := d.Name
-		*d = destAnswer{Name: name}
+		*d = setup.DestinationAnswer{Name: name}
 		switch {
 		case kind == "local":
-			d.Local = &v1.LocalDestination{Path: defaultLocalPath}
+			d.Local = &v1.LocalDestination{Path: setup.DefaultLocalPath}
 		case strings.HasPrefix(kind, "s3:"):
 			p := strings.TrimPrefix(kind, "s3:")
 			d.S3 = &v1.S3Destination{Provider: p, Region: defaultRegion(p)}
@@ -364,7 +365,7 @@ func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) 
 			d.FTP = &v1.FTPDestination{Port: 21, User: "backup", Path: "/backups", TLS: "explicit"}
 		}
 		if d.Name == "" {
-			d.Name = w.uniqueDestName(defaultDestName(strings.Split(kind, ":")[0], strings.TrimPrefix(kind, "s3:")))
+			d.Name = w.uniqueDestName(setup.DefaultDestName(strings.Split(kind, ":")[0], strings.TrimPrefix(kind, "s3:")))
 		}
 	}
 	problem := ""
@@ -384,30 +385,30 @@ func (w *wizard) destination(d *destAnswer, existing bool, n int) (bool, error) 
 			return false, err
 		}
 		if w.f.skipChecks || d.Local != nil {
-			w.done(fmt.Sprintf("destination %s: %s", d.Name, describeDest(*d)))
+			w.done(fmt.Sprintf("destination %s: %s", d.Name, setup.DescribeDestination(*d)))
 			return false, nil
 		}
-		fmt.Fprintf(w.out, "Checking %s ...\n", describeDest(*d))
-		res := checkDestinationLive(w.ctx, *d)
+		fmt.Fprintf(w.out, "Checking %s ...\n", setup.DescribeDestination(*d))
+		res := setup.CheckDestinationLive(w.ctx, *d)
 		if w.report(res) {
-			w.done(fmt.Sprintf("destination %s: %s", d.Name, describeDest(*d)))
+			w.done(fmt.Sprintf("destination %s: %s", d.Name, setup.DescribeDestination(*d)))
 			return false, nil
 		}
-		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", describeDest(*d), res.err)
+		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", setup.DescribeDestination(*d), res.Err)
 	}
 }
 
 // report prints the outcome of a live check and says whether to go on.
-func (w *wizard) report(r liveResult) bool {
+func (w *wizard) report(r setup.LiveResult) bool {
 	switch {
-	case !r.checked:
-		fmt.Fprintln(w.out, dimStyle.Render("· "+r.what+": not checked (this build of aegis-agent cannot connect to it yet); each answer's format was checked"))
+	case !r.Checked:
+		fmt.Fprintln(w.out, dimStyle.Render("· "+r.What+": not checked (this build of aegis-agent cannot connect to it yet); each answer's format was checked"))
 		return true
-	case r.err != nil:
-		fmt.Fprintln(w.out, badStyle.Render("✗ "+r.what+": "+r.err.Error()))
+	case r.Err != nil:
+		fmt.Fprintln(w.out, badStyle.Render("✗ "+r.What+": "+r.Err.Error()))
 		return false
 	}
-	fmt.Fprintln(w.out, okStyle.Render("✓ "+r.what+": reachable with these credentials"))
+	fmt.Fprintln(w.out, okStyle.Render("✓ "+r.What+": reachable with these credentials"))
 	return true
 }
 
@@ -430,7 +431,7 @@ func (w *wizard) uniqueDestName(base string) string {
 // nameInput asks for an object's name, unique among its siblings.
 func nameInput(title string, v *string, taken func(string) bool) *huh.Input {
 	return huh.NewInput().Title(title).Value(v).Validate(orCurrent(v, func(s string) error {
-		if err := checkName(s); err != nil {
+		if err := setup.CheckName(s); err != nil {
 			return err
 		}
 		if taken(s) {
@@ -440,7 +441,7 @@ func nameInput(title string, v *string, taken func(string) bool) *huh.Input {
 	}))
 }
 
-func (w *wizard) destNameTaken(self *destAnswer) func(string) bool {
+func (w *wizard) destNameTaken(self *setup.DestinationAnswer) func(string) bool {
 	return func(s string) bool {
 		for i := range w.a.Destinations {
 			if &w.a.Destinations[i] != self && w.a.Destinations[i].Name == s {
@@ -459,12 +460,12 @@ func problemNote(problem string) []huh.Field {
 	return []huh.Field{huh.NewNote().Title("That did not work").Description(problem)}
 }
 
-func (w *wizard) localForm(d *destAnswer, problem string) error {
+func (w *wizard) localForm(d *setup.DestinationAnswer, problem string) error {
 	fields := append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("Directory for the backups").
 			Description("Created when missing. Best on another disk than the data it protects.").
-			Value(&d.Local.Path).Validate(orCurrent(&d.Local.Path, checkLocalTarget)),
+			Value(&d.Local.Path).Validate(orCurrent(&d.Local.Path, setup.CheckLocalTarget)),
 	)
 	return w.form(huh.NewGroup(fields...))
 }
@@ -479,7 +480,7 @@ func secretInput(title, stored string, v *string) *huh.Input {
 	return huh.NewInput().Title(title).Description(desc).EchoMode(huh.EchoModePassword).Value(v)
 }
 
-func (w *wizard) s3Form(d *destAnswer, problem string) error {
+func (w *wizard) s3Form(d *setup.DestinationAnswer, problem string) error {
 	s := d.S3
 	// What was typed before a failed check is proposed again.
 	keyID, secret := typedValue(d.AccessKeyID), typedValue(d.SecretAccessKey)
@@ -491,12 +492,12 @@ func (w *wizard) s3Form(d *destAnswer, problem string) error {
 	stored := s.CredentialsFile
 	fields := append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
-		huh.NewInput().Title("Region").Description("Where the bucket lives, such as "+orDefault(defaultRegion(s.Provider), "us-east-1")+".").Value(&s.Region),
-		huh.NewInput().Title("Endpoint URL").Description(endpointDesc).Value(&s.Endpoint).Validate(orCurrent(&s.Endpoint, checkEndpoint(needEndpoint))),
-		huh.NewInput().Title("Bucket").Description("It must exist already.").Value(&s.Bucket).Validate(orCurrent(&s.Bucket, checkBucket)),
+		huh.NewInput().Title("Region").Description("Where the bucket lives, such as "+setup.OrDefault(defaultRegion(s.Provider), "us-east-1")+".").Value(&s.Region),
+		huh.NewInput().Title("Endpoint URL").Description(endpointDesc).Value(&s.Endpoint).Validate(orCurrent(&s.Endpoint, setup.CheckEndpoint(needEndpoint))),
+		huh.NewInput().Title("Bucket").Description("It must exist already.").Value(&s.Bucket).Validate(orCurrent(&s.Bucket, setup.CheckBucket)),
 		huh.NewInput().Title("Prefix inside the bucket (optional)").Value(&s.Prefix),
 		huh.NewInput().Title("Access key ID").
-			Description(orDefault(map[bool]string{true: "Leave empty to keep the stored credentials."}[stored != ""],
+			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the stored credentials."}[stored != ""],
 				"Leave empty to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the agent's environment.")).
 			Value(&keyID),
 		secretInput("Secret access key", stored, &secret).Validate(func(v string) error {
@@ -511,12 +512,12 @@ func (w *wizard) s3Form(d *destAnswer, problem string) error {
 	}
 	d.AccessKeyID, d.SecretAccessKey = nil, nil
 	if keyID != "" {
-		d.AccessKeyID, d.SecretAccessKey = typedSecret(keyID), typedSecret(secret)
+		d.AccessKeyID, d.SecretAccessKey = setup.TypedSecret(keyID), setup.TypedSecret(secret)
 	}
 	return nil
 }
 
-func (w *wizard) sftpForm(d *destAnswer, problem string) error {
+func (w *wizard) sftpForm(d *setup.DestinationAnswer, problem string) error {
 	s := d.SFTP
 	port := strconv.Itoa(orZero(s.Port, 22))
 	auth := "key"
@@ -527,15 +528,15 @@ func (w *wizard) sftpForm(d *destAnswer, problem string) error {
 	err := w.form(
 		huh.NewGroup(append(problemNote(problem),
 			nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
-			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, checkHost)),
-			huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, checkPort)),
+			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, setup.CheckHost)),
+			huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 			huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(orCurrent(&s.Path, required("a directory"))),
 			huh.NewSelect[string]().Title("Log in with").Options(
 				huh.NewOption("A private key file (recommended)", "key"),
 				huh.NewOption("A password", "password")).Value(&auth),
 		)...),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, checkExistingFile))), func() bool { return auth != "key" }),
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, setup.CheckExistingFile))), func() bool { return auth != "key" }),
 		w.hideIf(huh.NewGroup(secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
 				return errors.New("a password is required")
@@ -546,7 +547,7 @@ func (w *wizard) sftpForm(d *destAnswer, problem string) error {
 			Description("The server's key is always verified.").
 			Value(&s.KnownHostsFile).Validate(orCurrent(&s.KnownHostsFile, func(f string) error {
 			p, _ := strconv.Atoi(port)
-			return checkKnownHosts(s.Host, p)(f)
+			return setup.CheckKnownHosts(s.Host, p)(f)
 		}))),
 	)
 	if err != nil {
@@ -559,25 +560,25 @@ func (w *wizard) sftpForm(d *destAnswer, problem string) error {
 	} else {
 		s.PrivateKeyFile = ""
 		if password != "" {
-			d.Password = typedSecret(password)
+			d.Password = setup.TypedSecret(password)
 		}
 	}
 	return nil
 }
 
-func (w *wizard) ftpForm(d *destAnswer, problem string) error {
+func (w *wizard) ftpForm(d *setup.DestinationAnswer, problem string) error {
 	s := d.FTP
 	port := strconv.Itoa(orZero(s.Port, 21))
-	tls := orDefault(s.TLS, "explicit")
+	tls := setup.OrDefault(s.TLS, "explicit")
 	password := typedValue(d.Password)
 	err := w.form(huh.NewGroup(append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
-		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, checkHost)),
+		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, setup.CheckHost)),
 		huh.NewSelect[string]().Title("Encryption of the connection").Options(
 			huh.NewOption("Explicit TLS (AUTH TLS, usually port 21) — recommended", "explicit"),
 			huh.NewOption("Implicit TLS (FTPS, usually port 990)", "implicit"),
 			huh.NewOption("None: password and data travel in clear text", "none")).Value(&tls),
-		huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, checkPort)),
+		huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 		secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
@@ -591,7 +592,7 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 			if v == "" {
 				return nil
 			}
-			return checkExistingFile(v)
+			return setup.CheckExistingFile(v)
 		})),
 	)...))
 	if err != nil {
@@ -606,7 +607,7 @@ func (w *wizard) ftpForm(d *destAnswer, problem string) error {
 	}
 	d.Password = nil
 	if password != "" {
-		d.Password = typedSecret(password)
+		d.Password = setup.TypedSecret(password)
 	}
 	return nil
 }
@@ -623,9 +624,9 @@ func orCurrent(v *string, check func(string) error) func(string) error {
 }
 
 // typedValue is a secret typed earlier in this session, or "".
-func typedValue(s *secretRef) string {
-	if s != nil && s.loaded {
-		return s.value
+func typedValue(s *setup.Secret) string {
+	if s != nil && s.Loaded {
+		return s.Value
 	}
 	return ""
 }
@@ -663,7 +664,7 @@ var sourceKinds = []struct{ label, value string }{
 	{"This system's configuration", "system"},
 }
 
-func sourceKindOf(s sourceAnswer) string {
+func sourceKindOf(s setup.SourceAnswer) string {
 	switch s.Driver() {
 	case "dockerVolume":
 		return "docker"
@@ -690,7 +691,7 @@ func (w *wizard) sources() error {
 		if w.ctx.Err() != nil {
 			return w.ctx.Err()
 		}
-		w.a.Sources = append(w.a.Sources, sourceAnswer{})
+		w.a.Sources = append(w.a.Sources, setup.SourceAnswer{})
 		n := len(w.a.Sources)
 		if _, err := w.source(&w.a.Sources[n-1], false, n); err != nil {
 			return err
@@ -699,7 +700,7 @@ func (w *wizard) sources() error {
 	return nil
 }
 
-func (w *wizard) sourceNameTaken(self *sourceAnswer) func(string) bool {
+func (w *wizard) sourceNameTaken(self *setup.SourceAnswer) func(string) bool {
 	return func(s string) bool {
 		for i := range w.a.Sources {
 			if &w.a.Sources[i] != self && w.a.Sources[i].Name == s {
@@ -727,7 +728,7 @@ func firstExisting(def string, paths ...string) string {
 	return def
 }
 
-func (w *wizard) source(s *sourceAnswer, existing bool, n int) (bool, error) {
+func (w *wizard) source(s *setup.SourceAnswer, existing bool, n int) (bool, error) {
 	kind := sourceKindOf(*s)
 	opts := []huh.Option[string]{}
 	for _, k := range sourceKinds {
@@ -735,7 +736,7 @@ func (w *wizard) source(s *sourceAnswer, existing bool, n int) (bool, error) {
 	}
 	title := fmt.Sprintf("Source %d: what should be backed up?", n)
 	if existing {
-		title = fmt.Sprintf("Source %d: %s (%s)", n, s.Name, describeSource(*s))
+		title = fmt.Sprintf("Source %d: %s (%s)", n, s.Name, setup.DescribeSource(*s))
 		opts = append(opts, huh.NewOption("Remove this source", "remove"))
 	}
 	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).Options(opts...).Value(&kind))); err != nil {
@@ -746,7 +747,7 @@ func (w *wizard) source(s *sourceAnswer, existing bool, n int) (bool, error) {
 	}
 	if kind != sourceKindOf(*s) || s.Driver() == "" {
 		name := s.Name
-		*s = sourceAnswer{Source: v1.Source{Name: name, Hooks: s.Hooks}}
+		*s = setup.SourceAnswer{Source: v1.Source{Name: name, Hooks: s.Hooks}}
 		switch kind {
 		case "files":
 			s.Files = &v1.FilesSource{OneFileSystem: true}
@@ -785,20 +786,20 @@ func (w *wizard) source(s *sourceAnswer, existing bool, n int) (bool, error) {
 			return false, err
 		}
 		if w.f.skipChecks || s.Files != nil || s.System != nil {
-			w.done(fmt.Sprintf("source %s: %s", s.Name, describeSource(*s)))
+			w.done(fmt.Sprintf("source %s: %s", s.Name, setup.DescribeSource(*s)))
 			return false, nil
 		}
-		fmt.Fprintf(w.out, "Checking %s ...\n", describeSource(*s))
-		res := checkSourceLive(w.ctx, *s)
+		fmt.Fprintf(w.out, "Checking %s ...\n", setup.DescribeSource(*s))
+		res := setup.CheckSourceLive(w.ctx, *s)
 		if w.report(res) {
-			w.done(fmt.Sprintf("source %s: %s", s.Name, describeSource(*s)))
+			w.done(fmt.Sprintf("source %s: %s", s.Name, setup.DescribeSource(*s)))
 			return false, nil
 		}
-		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", describeSource(*s), res.err)
+		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", setup.DescribeSource(*s), res.Err)
 	}
 }
 
-func (w *wizard) filesForm(s *sourceAnswer) error {
+func (w *wizard) filesForm(s *setup.SourceAnswer) error {
 	f := s.Files
 	paths := strings.Join(f.Paths, ", ")
 	exclude := strings.Join(f.Exclude, ", ")
@@ -806,7 +807,7 @@ func (w *wizard) filesForm(s *sourceAnswer) error {
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Paths to back up").
 			Description("Separate several with commas, such as /etc, /var/www, /home.").
-			Value(&paths).Validate(orCurrent(&paths, checkPathList)),
+			Value(&paths).Validate(orCurrent(&paths, setup.CheckPathList)),
 		huh.NewInput().Title("Exclude (optional)").
 			Description("Glob patterns, separated by commas; ** matches any directories: **/*.log, **/cache/**, /var/www/tmp").
 			Value(&exclude),
@@ -814,11 +815,11 @@ func (w *wizard) filesForm(s *sourceAnswer) error {
 			Description("Yes skips other disks, network shares and /proc mounted below them.").
 			Value(&f.OneFileSystem),
 	))
-	f.Paths, f.Exclude = splitList(paths), splitList(exclude)
+	f.Paths, f.Exclude = setup.SplitList(paths), setup.SplitList(exclude)
 	return err
 }
 
-func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
+func (w *wizard) postgresForm(s *setup.SourceAnswer, problem string) error {
 	p := s.Postgres
 	port := ""
 	if p.Port != 0 {
@@ -831,11 +832,11 @@ func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("PostgreSQL server").
 			Description("Host name, or the directory of its socket (such as /var/run/postgresql) on this host.").
-			Value(&p.Host).Validate(orCurrent(&p.Host, checkDBHost)),
-		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(orCurrent(&port, checkPort)),
+			Value(&p.Host).Validate(orCurrent(&p.Host, setup.CheckDBHost)),
+		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&p.User).Validate(orCurrent(&p.User, required("a user"))),
 		secretInput("Password", p.PasswordFile, &password).
-			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + p.PasswordFile + "."}[p.PasswordFile != ""],
+			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the one stored in " + p.PasswordFile + "."}[p.PasswordFile != ""],
 				"Leave empty for peer or trust authentication over the socket. Stored in its own file of mode 0600.")),
 		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
 		huh.NewConfirm().Title("Include roles and tablespaces (globals)?").Value(&globals),
@@ -844,19 +845,19 @@ func (w *wizard) postgresForm(s *sourceAnswer, problem string) error {
 		return err
 	}
 	p.Port = atoiOr(port, 0)
-	p.Databases = splitList(dbs)
+	p.Databases = setup.SplitList(dbs)
 	p.Globals = nil
 	if !globals {
 		p.Globals = &globals
 	}
 	s.Password = nil
 	if password != "" {
-		s.Password = typedSecret(password)
+		s.Password = setup.TypedSecret(password)
 	}
 	return nil
 }
 
-func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
+func (w *wizard) mysqlForm(s *setup.SourceAnswer, problem string) error {
 	m := s.MySQL
 	port := ""
 	if m.Port != 0 {
@@ -871,13 +872,13 @@ func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
 			if v == "" {
 				return nil
 			}
-			return checkExisting(v)
+			return setup.CheckExisting(v)
 		})),
-		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(orCurrent(&m.Host, checkDBHost)),
-		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(orCurrent(&port, checkPort)),
+		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(orCurrent(&m.Host, setup.CheckDBHost)),
+		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&m.User).Validate(orCurrent(&m.User, required("a user"))),
 		secretInput("Password", m.PasswordFile, &password).
-			Description(orDefault(map[bool]string{true: "Leave empty to keep the one stored in " + m.PasswordFile + "."}[m.PasswordFile != ""],
+			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the one stored in " + m.PasswordFile + "."}[m.PasswordFile != ""],
 				"Leave empty for socket authentication. Stored in its own file of mode 0600.")),
 		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
 	)...))
@@ -885,15 +886,15 @@ func (w *wizard) mysqlForm(s *sourceAnswer, problem string) error {
 		return err
 	}
 	m.Port = atoiOr(port, 0)
-	m.Databases = splitList(dbs)
+	m.Databases = setup.SplitList(dbs)
 	s.Password = nil
 	if password != "" {
-		s.Password = typedSecret(password)
+		s.Password = setup.TypedSecret(password)
 	}
 	return nil
 }
 
-func (w *wizard) dockerForm(s *sourceAnswer, problem string) error {
+func (w *wizard) dockerForm(s *setup.SourceAnswer, problem string) error {
 	dv := s.DockerVolume
 	by := "name"
 	label := ""
@@ -907,7 +908,7 @@ func (w *wizard) dockerForm(s *sourceAnswer, problem string) error {
 				huh.NewOption("One volume, by name", "name"),
 				huh.NewOption("Every volume with a label", "label")).Value(&by),
 		)...),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, checkVolume))), func() bool { return by != "name" }),
+		w.hideIf(huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, setup.CheckVolume))), func() bool { return by != "name" }),
 		w.hideIf(huh.NewGroup(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
 			Validate(orCurrent(&label, func(v string) error {
 				if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -931,7 +932,7 @@ func (w *wizard) dockerForm(s *sourceAnswer, problem string) error {
 	return nil
 }
 
-func (w *wizard) systemForm(s *sourceAnswer) error {
+func (w *wizard) systemForm(s *setup.SourceAnswer) error {
 	extra := strings.Join(s.System.ExtraPaths, ", ")
 	err := w.form(huh.NewGroup(
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
@@ -941,17 +942,17 @@ func (w *wizard) systemForm(s *sourceAnswer) error {
 			if strings.TrimSpace(v) == "" {
 				return nil
 			}
-			return checkPathList(v)
+			return setup.CheckPathList(v)
 		})),
 	))
-	s.System.ExtraPaths = splitList(extra)
+	s.System.ExtraPaths = setup.SplitList(extra)
 	return err
 }
 
 func (w *wizard) encryption() error {
 	e := &w.a.Encryption
 	for {
-		mode := orDefault(e.Mode, "age")
+		mode := setup.OrDefault(e.Mode, "age")
 		if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("Encryption").
 			Description("Backups leave this host: encrypt them.").
 			Options(
@@ -962,7 +963,7 @@ func (w *wizard) encryption() error {
 			return err
 		}
 		if mode != e.Mode {
-			*e = encAnswer{Mode: mode}
+			*e = setup.EncryptionAnswer{Mode: mode}
 		}
 		var err error
 		switch mode {
@@ -996,7 +997,7 @@ func (w *wizard) ageKey() error {
 		how = "keep"
 		what := strings.Join(e.Recipients, ", ")
 		if e.RecipientsFile != "" {
-			what = orDefault(what+", ", "") + "the keys in " + e.RecipientsFile
+			what = setup.OrDefault(what+", ", "") + "the keys in " + e.RecipientsFile
 		}
 		opts = append([]huh.Option[string]{huh.NewOption("Keep the current key(s): "+shorten(what, 60), "keep")}, opts...)
 	}
@@ -1010,19 +1011,19 @@ func (w *wizard) ageKey() error {
 		list := strings.Join(e.Recipients, ", ")
 		if err := w.form(huh.NewGroup(huh.NewInput().Title("age public keys").
 			Description("Separated by commas. Restoring needs one of their identities.").
-			Value(&list).Validate(orCurrent(&list, checkRecipients)))); err != nil {
+			Value(&list).Validate(orCurrent(&list, setup.CheckRecipients)))); err != nil {
 			return err
 		}
-		*e = encAnswer{Mode: "age", Recipients: splitList(list)}
+		*e = setup.EncryptionAnswer{Mode: "age", Recipients: setup.SplitList(list)}
 		return nil
 	}
 	// Generate (or reuse the identity this policy already has).
-	*e = encAnswer{Mode: "age"}
-	if err := e.prepare(w.a.Policy, w.dirs, &setupPlan{}); err != nil {
+	*e = setup.EncryptionAnswer{Mode: "age"}
+	if err := e.Prepare(w.a.Policy, w.dirs, &setup.Plan{}); err != nil {
 		return err
 	}
 	state := "It is written, mode 0600, when you confirm at the end."
-	if e.newKey == nil {
+	if e.NewKey == nil {
 		state = "It exists already and is used as it is."
 	}
 	return w.keyWarning("Your age key", fmt.Sprintf(
@@ -1033,12 +1034,12 @@ func (w *wizard) ageKey() error {
 func (w *wizard) opensslKey() error {
 	e := &w.a.Encryption
 	if e.KeyFile == "" {
-		e.KeyFile = opensslKeyPath(w.dirs, w.a.Policy)
+		e.KeyFile = setup.OpenSSLKeyPath(w.dirs, w.a.Policy)
 	}
 	if err := w.form(huh.NewGroup(huh.NewInput().Title("openssl key file").
 		Description("Generated when missing: 64 hex characters on one line, what openssl enc -pass file: reads.").
 		Value(&e.KeyFile).Validate(orCurrent(&e.KeyFile, func(v string) error {
-		if err := checkAbsPath(v); err != nil {
+		if err := setup.CheckAbsPath(v); err != nil {
 			return err
 		}
 		if fi, err := os.Stat(v); err == nil && fi.IsDir() {
@@ -1048,12 +1049,12 @@ func (w *wizard) opensslKey() error {
 	})))); err != nil {
 		return err
 	}
-	e.newKey = nil
-	if err := e.prepare(w.a.Policy, w.dirs, &setupPlan{}); err != nil {
+	e.NewKey = nil
+	if err := e.Prepare(w.a.Policy, w.dirs, &setup.Plan{}); err != nil {
 		return err
 	}
 	state := "It exists already and is used as it is."
-	if e.newKey != nil {
+	if e.NewKey != nil {
 		state = "It is generated and written, mode 0600, when you confirm at the end."
 	}
 	return w.keyWarning("Your openssl key", "Key file: "+e.KeyFile+"\n"+state, e.KeyFile)
@@ -1090,14 +1091,14 @@ func shorten(s string, n int) string {
 func (w *wizard) schedule() error {
 	a := w.a
 	preset := "custom"
-	for _, p := range schedulePresets {
-		if p.expr == a.Schedule {
-			preset = p.expr
+	for _, p := range setup.SchedulePresets {
+		if p.Expr == a.Schedule {
+			preset = p.Expr
 		}
 	}
 	opts := []huh.Option[string]{}
-	for _, p := range schedulePresets {
-		opts = append(opts, huh.NewOption(fmt.Sprintf("%s (%s)", p.label, p.expr), p.expr))
+	for _, p := range setup.SchedulePresets {
+		opts = append(opts, huh.NewOption(fmt.Sprintf("%s (%s)", p.Label, p.Expr), p.Expr))
 	}
 	opts = append(opts, huh.NewOption("Custom: a cron expression or @every", "custom"))
 	custom := a.Schedule
@@ -1105,17 +1106,17 @@ func (w *wizard) schedule() error {
 	r := a.Retention
 	counts := []*string{ptr(strconv.Itoa(r.Hourly)), ptr(strconv.Itoa(r.Daily)), ptr(strconv.Itoa(r.Weekly)), ptr(strconv.Itoa(r.Monthly)), ptr(strconv.Itoa(r.Yearly))}
 	count := func(title, desc string, v *string) *huh.Input {
-		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(orCurrent(v, checkCount))
+		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(orCurrent(v, setup.CheckCount))
 	}
 	err := w.form(
 		huh.NewGroup(
 			huh.NewSelect[string]().Title("When should backups run?").Options(opts...).Value(&preset),
 			huh.NewInput().Title("Time zone of the schedule").Description("An IANA name, such as UTC or Europe/Berlin.").
-				Value(&tz).Validate(orCurrent(&tz, checkTimeZone)),
+				Value(&tz).Validate(orCurrent(&tz, setup.CheckTimeZone)),
 		),
 		w.hideIf(huh.NewGroup(huh.NewInput().Title("Schedule").
 			Description("5 cron fields (minute hour day-of-month month weekday), such as 30 2 * * *, or @daily, @every 6h.").
-			Value(&custom).Validate(orCurrent(&custom, func(s string) error { return checkSchedule(tz)(s) }))), func() bool { return preset != "custom" }),
+			Value(&custom).Validate(orCurrent(&custom, func(s string) error { return setup.CheckSchedule(tz)(s) }))), func() bool { return preset != "custom" }),
 		huh.NewGroup(
 			huh.NewNote().Title("Retention").Description("How many snapshots to keep. A snapshot that any rule keeps is kept; the rest are deleted after each run."),
 			count("Hourly", "The last snapshot of each of the last N hours.", counts[0]),
@@ -1123,7 +1124,7 @@ func (w *wizard) schedule() error {
 			count("Weekly", "The last of each of the last N weeks.", counts[2]),
 			count("Monthly", "The last of each of the last N months.", counts[3]),
 			count("Yearly", "The last of each of the last N years.", counts[4]).Validate(orCurrent(counts[4], func(s string) error {
-				if err := checkCount(s); err != nil {
+				if err := setup.CheckCount(s); err != nil {
 					return err
 				}
 				total := 0
@@ -1147,7 +1148,7 @@ func (w *wizard) schedule() error {
 	}
 	a.TimeZone = tz
 	defer func() {
-		w.done(fmt.Sprintf("schedule %q (%s) in %s; keep %s", a.Schedule, orDefault(describeSchedule(a.Schedule), "custom"), orDefault(a.TimeZone, "UTC"), describeRetention(a.Retention)))
+		w.done(fmt.Sprintf("schedule %q (%s) in %s; keep %s", a.Schedule, setup.OrDefault(setup.DescribeSchedule(a.Schedule), "custom"), setup.OrDefault(a.TimeZone, "UTC"), describeRetention(a.Retention)))
 	}()
 	r.Hourly, r.Daily, r.Weekly, r.Monthly, r.Yearly = atoiOr(*counts[0], 0), atoiOr(*counts[1], 0), atoiOr(*counts[2], 0), atoiOr(*counts[3], 0), atoiOr(*counts[4], 0)
 	a.Retention = r
@@ -1171,11 +1172,11 @@ func (w *wizard) notifications() error {
 		huh.NewInput().Title("Ping URL").
 			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
 			Placeholder("https://hc-ping.com/your-uuid").
-			Value(&n.Ping).Validate(orCurrent(&n.Ping, checkURL)),
+			Value(&n.Ping).Validate(orCurrent(&n.Ping, setup.CheckURL)),
 		huh.NewInput().Title("Webhook URL").
 			Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
 			Placeholder("https://chat.example.com/hooks/backups").
-			Value(&webhook).Validate(orCurrent(&webhook, checkURL)),
+			Value(&webhook).Validate(orCurrent(&webhook, setup.CheckURL)),
 		huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
 	))
 	if err != nil {
@@ -1210,7 +1211,7 @@ func (w *wizard) notifications() error {
 	return nil
 }
 
-func describeEncryption(e encAnswer) string {
+func describeEncryption(e setup.EncryptionAnswer) string {
 	switch e.Mode {
 	case "age":
 		if e.IdentityFile != "" {
@@ -1236,23 +1237,23 @@ func describeRetention(r v1.Retention) string {
 	if r.Within != "" {
 		parts = append(parts, "all within "+r.Within)
 	}
-	return orDefault(strings.Join(parts, ", "), "everything")
+	return setup.OrDefault(strings.Join(parts, ", "), "everything")
 }
 
 // review shows the manifests and what else init will write, and asks
 // what to do.
-func (w *wizard) review() (*setupPlan, string, error) {
-	plan, err := prepareSetup(w.a, w.dirs, w.file)
+func (w *wizard) review() (*setup.Plan, string, error) {
+	plan, err := setup.Prepare(w.a, w.dirs, w.file)
 	if err != nil {
 		fmt.Fprintln(w.out, badStyle.Render("✗ "+err.Error()))
 		return nil, "change", nil
 	}
-	fmt.Fprintln(w.out, headStyle.Render("\nThe manifests, for "+plan.manifestPath+":")+"\n")
-	fmt.Fprintln(w.out, string(plan.manifest))
-	if len(plan.files) > 0 {
+	fmt.Fprintln(w.out, headStyle.Render("\nThe manifests, for "+plan.ManifestPath+":")+"\n")
+	fmt.Fprintln(w.out, string(plan.Manifest))
+	if len(plan.Files) > 0 {
 		fmt.Fprintln(w.out, headStyle.Render("Also written, each mode 0600:"))
-		for _, f := range plan.files {
-			fmt.Fprintf(w.out, "  %s  (%s)\n", f.path, f.what)
+		for _, f := range plan.Files {
+			fmt.Fprintf(w.out, "  %s  (%s)\n", f.Path, f.What)
 		}
 		fmt.Fprintln(w.out)
 	}
@@ -1262,9 +1263,9 @@ func (w *wizard) review() (*setupPlan, string, error) {
 		huh.NewOption("Change something (go through the answers again)", "change"),
 		huh.NewOption("Quit without writing anything", "quit"),
 	}
-	if len(plan.problems) > 0 {
+	if len(plan.Problems) > 0 {
 		fmt.Fprintln(w.out, badStyle.Render("These manifests would not validate:"))
-		for _, p := range plan.problems {
+		for _, p := range plan.Problems {
 			fmt.Fprintln(w.out, "  "+p.Error())
 		}
 		action, opts = "change", opts[1:]
@@ -1275,7 +1276,7 @@ func (w *wizard) review() (*setupPlan, string, error) {
 	return plan, action, nil
 }
 
-func (w *wizard) write(plan *setupPlan) error {
+func (w *wizard) write(plan *setup.Plan) error {
 	fmt.Fprintln(w.out)
 	if err := finishSetup(w.ctx, w.out, w.g, w.f, w.dirs, w.a, plan); err != nil {
 		return err

@@ -11,6 +11,9 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	// Before Bubble Tea's init: no terminal query outside the guided setup.
+	_ "github.com/aegis-backup/aegis/cmd/aegis-agent/internal/termquery"
 )
 
 func main() {

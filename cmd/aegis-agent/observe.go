@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -13,11 +12,8 @@ import (
 	"github.com/spf13/pflag"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
-	"github.com/aegis-backup/aegis/drivers"
-	"github.com/aegis-backup/aegis/drivers/files"
 	"github.com/aegis-backup/aegis/reconcile"
 	"github.com/aegis-backup/aegis/reconcile/observe"
-	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // obsFlags are the flags of metrics, log bounds and progress.
@@ -149,6 +145,14 @@ func (g *globals) startProgress() *termProgress {
 	return g.obs.progress
 }
 
+// progress is the progress of this command, nil when it shows none.
+func (g *globals) progress() observe.Progress {
+	if g.obs.progress == nil {
+		return nil
+	}
+	return g.obs.progress
+}
+
 // serveMetrics starts the metrics endpoint of the agent, when asked for.
 func serveMetrics(ctx context.Context, g *globals, a *reconcile.Agent, log *slog.Logger) error {
 	if g.obs.metricsAddr == "" {
@@ -160,107 +164,6 @@ func serveMetrics(ctx context.Context, g *globals, a *reconcile.Agent, log *slog
 	}
 	log.Info("serving metrics", "addr", addr.String(), "endpoints", "/metrics /healthz /readyz")
 	return nil
-}
-
-// restoreAll restores the snapshots of one run, one source after the
-// other, with a progress bar each on a terminal, runs then (loading the
-// dumps into loadInto, when set), and writes one audit line for it all.
-func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []snapshot.Snapshot, target string, keys *snapshot.KeyRing, loadInto string, then func() error) error {
-	prog := g.obs.progress
-	out := cmd.OutOrStdout()
-	if prog != nil {
-		out = prog.Wrap(out)
-	}
-	ev := observe.AuditEvent{Action: observe.AuditRestoreRun, File: absPath(target)}
-	var err error
-	for _, s := range snaps {
-		m := s.Manifest
-		ev.Object = "Snapshot/" + m.Host + "/" + m.Policy + "/" + m.ID
-		ev.Policy, ev.Snapshot, ev.Destination = m.Policy, m.ID, s.Destination
-		src := d
-		item := fmt.Sprintf("restore %s ← %s", m.Source, s.Destination)
-		if prog != nil {
-			prog.Begin(item, readTotal(s))
-			src = observe.ProgressDestination(d, prog, item)
-		}
-		var st files.ExtractStats
-		st, err = snapshot.Restore(cmd.Context(), src, s, snapshot.RestoreOptions{Target: target, Keys: keys})
-		if prog != nil {
-			prog.End(item, err)
-		}
-		if err != nil {
-			err = fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, err)
-			break
-		}
-		ev.Sources = append(ev.Sources, m.Source)
-		ev.Bytes += st.Bytes
-		fmt.Fprintf(out, "restored snapshot %s source %s from %s into %s: %d files, %d dirs, %s\n",
-			m.ID, m.Source, s.Destination, filepath.Join(target, m.Source), st.Files, st.Dirs, humanBytes(st.Bytes))
-	}
-	if prog != nil {
-		prog.Close()
-	}
-	if err != nil {
-		err = failed(err)
-	} else if then != nil {
-		err = then()
-		if loadInto != "" {
-			ev.File += ", loaded into " + loadInto
-		}
-	}
-	ev.Outcome, ev.Message = outcomeOf(err), messageOf(err)
-	if err != nil && len(ev.Sources) > 0 {
-		ev.Outcome = observe.OutcomePartial
-	}
-	g.audit(ev)
-	return err
-}
-
-// auditRestore writes the audit line of a restore made elsewhere than into
-// a directory (a Docker volume).
-func auditRestore(g *globals, snaps []snapshot.Snapshot, into string, err error) {
-	ev := observe.AuditEvent{Action: observe.AuditRestoreRun, File: into, Outcome: outcomeOf(err), Message: messageOf(err)}
-	for _, s := range snaps {
-		m := s.Manifest
-		ev.Object = "Snapshot/" + m.Host + "/" + m.Policy + "/" + m.ID
-		ev.Policy, ev.Snapshot, ev.Destination = m.Policy, m.ID, s.Destination
-		if err == nil {
-			ev.Sources = append(ev.Sources, m.Source)
-		}
-	}
-	g.audit(ev)
-}
-
-// readTotal is how many bytes restoring or verifying s reads: every object
-// once (twice in openssl mode, which checks each object before decrypting
-// it).
-func readTotal(s snapshot.Snapshot) int64 {
-	if s.Manifest.Encryption.Algorithm == "openssl" {
-		return 2 * s.Size
-	}
-	return s.Size
-}
-
-// verifyOne verifies one snapshot with a progress bar on a terminal.
-func verifyOne(ctx context.Context, g *globals, d drivers.Destination, s snapshot.Snapshot, keys *snapshot.KeyRing) snapshot.VerifyResult {
-	prog := g.obs.progress
-	if prog == nil {
-		return snapshot.Verify(ctx, d, s, keys)
-	}
-	item := fmt.Sprintf("verify %s/%s @ %s", s.Manifest.Policy, s.Manifest.Source, s.Destination)
-	prog.Begin(item, s.Size)
-	r := snapshot.Verify(ctx, observe.ProgressDestination(d, prog, item), s, keys)
-	prog.End(item, r.Err)
-	return r
-}
-
-// absPath makes a path absolute for the audit log, which outlives the
-// working directory it was given in.
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }
 
 // envInt reads a positive integer from the environment, or returns def.

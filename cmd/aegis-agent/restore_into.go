@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,10 +14,6 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
-	"github.com/aegis-backup/aegis/drivers/docker"
-	"github.com/aegis-backup/aegis/drivers/files"
-	"github.com/aegis-backup/aegis/drivers/mysql"
-	"github.com/aegis-backup/aegis/drivers/postgres"
 	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
@@ -111,79 +106,21 @@ func (ri *restoreInto) loadAll(ctx context.Context, out io.Writer, snaps []snaps
 	return nil
 }
 
-// volumeMap turns the --to-volume flags into snapshot volume → target
-// volume.
-func (ri *restoreInto) volumeMap(m *v1.SnapshotManifest) (map[string]string, error) {
-	have := docker.VolumeObjects(m)
-	out := map[string]string{}
-	for _, v := range ri.volumes {
-		from, to, ok := strings.Cut(v, "=")
-		if !ok {
-			if len(have) != 1 {
-				return nil, fmt.Errorf("snapshot %s holds %d volumes (%s): say which goes where with --to-volume VOLUME=NAME", m.ID, len(have), strings.Join(have, ", "))
-			}
-			from, to = have[0], v
-		}
-		found := false
-		for _, h := range have {
-			found = found || h == from
-		}
-		if !found {
-			return nil, fmt.Errorf("snapshot %s holds no volume %q (it has: %s)", m.ID, from, strings.Join(have, ", "))
-		}
-		out[from] = to
-	}
-	return out, nil
-}
-
 // restoreVolumes restores a dockerVolume snapshot straight into Docker
-// volumes. Each target volume holds a .aegis-restore-incomplete file until
-// its data was completely verified.
+// volumes, as --to-volume says.
 func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d drivers.Destination, s snapshot.Snapshot, keys *snapshot.KeyRing) error {
-	m := s.Manifest
-	vmap, err := ri.volumeMap(m)
+	targets, err := snapshot.VolumeTargets(s.Manifest, ri.volumes)
 	if err != nil {
 		return invalid(err)
 	}
-	mounts := map[string]string{}
-	for from, to := range vmap {
-		mp, created, err := docker.PrepareVolume(ctx, to, fmt.Sprintf("%s/%s/%s", m.Policy, m.Source, m.ID), ri.overwrite)
-		if err != nil {
-			return failed(err)
-		}
-		if created {
-			fmt.Fprintf(out, "created Docker volume %s\n", to)
-		}
-		note := fmt.Sprintf("restore of volume %s of snapshot %s (policy %s, source %s, host %s) did not finish: do not trust this volume\n", from, m.ID, m.Policy, m.Source, m.Host)
-		if err := os.WriteFile(filepath.Join(mp, ".aegis-restore-incomplete"), []byte(note), 0o600); err != nil {
-			return failed(fmt.Errorf("volume %s: %w", to, err))
-		}
-		mounts[from] = mp
-	}
-	stats := map[string]files.ExtractStats{}
-	unpack := func(ctx context.Context, ob v1.SnapshotObject, r io.Reader) (files.ExtractStats, error) {
-		from, ok := strings.CutSuffix(ob.Name, docker.ObjectExt)
-		mp := mounts[from]
-		if !ok || mp == "" {
-			return files.ExtractStats{}, nil // not asked for; still checked
-		}
-		st, err := docker.ExtractVolume(ctx, r, from, mp, nil)
-		stats[from] = st
-		if err != nil {
-			return st, fmt.Errorf("volume %s: %w", vmap[from], err)
-		}
-		return st, nil
-	}
-	if _, err := snapshot.Restore(ctx, d, s, snapshot.RestoreOptions{Keys: keys, Unpack: unpack}); err != nil {
-		return failed(fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, err))
-	}
-	for from, mp := range mounts {
-		if err := os.Remove(filepath.Join(mp, ".aegis-restore-incomplete")); err != nil {
-			return failed(err)
-		}
-		st := stats[from]
+	done, err := snapshot.RestoreToVolumes(ctx, d, s, snapshot.VolumeRestoreOptions{Targets: targets, Keys: keys, Overwrite: ri.overwrite, Out: out})
+	m := s.Manifest
+	for _, v := range done {
 		fmt.Fprintf(out, "restored volume %s of snapshot %s source %s from %s into Docker volume %s: %d files, %d dirs, %s\n",
-			from, m.ID, m.Source, s.Destination, vmap[from], st.Files, st.Dirs, humanBytes(st.Bytes))
+			v.From, m.ID, m.Source, s.Destination, v.To, v.Stats.Files, v.Stats.Dirs, humanBytes(v.Stats.Bytes))
+	}
+	if err != nil {
+		return failed(err)
 	}
 	return nil
 }
@@ -191,55 +128,48 @@ func (ri *restoreInto) restoreVolumes(ctx context.Context, out io.Writer, d driv
 // load loads the dumps restored into dir into the server --load-into
 // names.
 func (ri *restoreInto) load(ctx context.Context, out io.Writer, dir string, m *v1.SnapshotManifest) error {
-	var dbs map[string]string
-	if len(ri.databases) > 0 {
-		dbs = map[string]string{}
-		for _, d := range ri.databases {
-			from, to, ok := strings.Cut(d, "=")
-			if !ok {
-				to = from
-			}
-			if from == "" || to == "" {
-				return invalid(fmt.Errorf("--database %q: want NAME or NAME=NEWNAME", d))
-			}
-			dbs[from] = to
-		}
+	dbs, err := ri.databaseMap()
+	if err != nil {
+		return invalid(err)
 	}
 	host, port, socket, err := parseServer(ri.loadInto)
 	if err != nil {
 		return invalid(err)
 	}
-	var loaded, notes []string
-	switch m.SourceKind {
-	case "postgres":
-		if socket != "" {
-			host = socket // libpq takes a socket directory as the host
-		}
-		res, err := postgres.Load(ctx, dir, m, postgres.LoadOptions{
-			Host: host, Port: port, User: ri.dbUser, PasswordFile: ri.dbPasswordFile,
-			Databases: dbs, Globals: ri.globals, Overwrite: ri.overwrite, Out: out,
-		})
-		loaded, notes = res.Loaded, res.Notes
-		if err != nil {
-			return failed(fmt.Errorf("load source %s into %s: %w", m.Source, ri.loadInto, err))
-		}
-	case "mysql":
-		res, err := mysql.Load(ctx, dir, m, mysql.LoadOptions{
-			Host: host, Port: port, Socket: socket, User: ri.dbUser, PasswordFile: ri.dbPasswordFile,
-			Databases: dbs, Globals: ri.globals, Overwrite: ri.overwrite, Out: out,
-		})
-		loaded, notes = res.Loaded, res.Notes
-		if err != nil {
-			return failed(fmt.Errorf("load source %s into %s: %w", m.Source, ri.loadInto, err))
-		}
-	default:
+	if m.SourceKind != "postgres" && m.SourceKind != "mysql" {
 		return nil
+	}
+	loaded, notes, err := snapshot.LoadDumps(ctx, dir, m, snapshot.LoadTarget{
+		Host: host, Port: port, Socket: socket, User: ri.dbUser, PasswordFile: ri.dbPasswordFile,
+		Databases: dbs, Globals: ri.globals, Overwrite: ri.overwrite, Out: out,
+	})
+	if err != nil {
+		return failed(fmt.Errorf("load source %s into %s: %w", m.Source, ri.loadInto, err))
 	}
 	for _, n := range notes {
 		fmt.Fprintf(out, "  note: %s\n", n)
 	}
 	fmt.Fprintf(out, "loaded %d database(s) of source %s into %s\n", len(loaded), m.Source, ri.loadInto)
 	return nil
+}
+
+// databaseMap reads the --database flags: nil for all databases.
+func (ri *restoreInto) databaseMap() (map[string]string, error) {
+	if len(ri.databases) == 0 {
+		return nil, nil
+	}
+	dbs := map[string]string{}
+	for _, d := range ri.databases {
+		from, to, ok := strings.Cut(d, "=")
+		if !ok {
+			to = from
+		}
+		if from == "" || to == "" {
+			return nil, fmt.Errorf("--database %q: want NAME or NAME=NEWNAME", d)
+		}
+		dbs[from] = to
+	}
+	return dbs, nil
 }
 
 // parseServer reads --load-into: a socket path, or HOST[:PORT] ([V6]:PORT).

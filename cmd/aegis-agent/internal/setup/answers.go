@@ -1,4 +1,10 @@
-package main
+// Package setup is the model behind aegis-agent init: the answers (read
+// from an answers file, the flags of --non-interactive, an existing setup
+// or the wizard's forms), their checks (each answer alone, and live against
+// buckets, servers and databases), and what they make: the manifests, key
+// and secret files, written atomically. It knows nothing of the terminal:
+// the wizard's forms (and the UI libraries they need) stay in the command.
+package setup
 
 import (
 	"errors"
@@ -17,28 +23,28 @@ import (
 	"github.com/aegis-backup/aegis/reconcile"
 )
 
-// initAnswers is everything `init` asks. The wizard fills it screen by
+// Answers is everything `init` asks. The wizard fills it screen by
 // screen; --non-interactive fills it from --answers and flags. Both hand it
-// to prepareSetup, so the same answers always give the same manifest bytes.
+// to Prepare, so the same answers always give the same manifest bytes.
 //
 // Its YAML form (--answers, --save-answers) reuses the manifest's own field
 // names for each destination and source, so a user who knows the manifests
 // knows the answers file. Secrets are never part of it: a secret is named
-// by the environment variable or file to read it from (secretRef).
-type initAnswers struct {
+// by the environment variable or file to read it from (Secret).
+type Answers struct {
 	// Policy is the BackupPolicy's name; the manifest file is POLICY.yaml.
-	Policy       string       `json:"policy"`
-	Destinations []destAnswer `json:"destinations"`
+	Policy       string              `json:"policy"`
+	Destinations []DestinationAnswer `json:"destinations"`
 	// OtherDestinations are destinations the policy uses that are defined
 	// in other manifest files: init names them and leaves them alone.
-	OtherDestinations []string        `json:"otherDestinations,omitempty"`
-	Sources           []sourceAnswer  `json:"sources"`
-	Encryption        encAnswer       `json:"encryption"`
-	Schedule          string          `json:"schedule"`
-	TimeZone          string          `json:"timeZone,omitempty"`
-	Retention         v1.Retention    `json:"retention"`
-	Compression       *v1.Compression `json:"compression,omitempty"`
-	Notify            *v1.Notify      `json:"notify,omitempty"`
+	OtherDestinations []string         `json:"otherDestinations,omitempty"`
+	Sources           []SourceAnswer   `json:"sources"`
+	Encryption        EncryptionAnswer `json:"encryption"`
+	Schedule          string           `json:"schedule"`
+	TimeZone          string           `json:"timeZone,omitempty"`
+	Retention         v1.Retention     `json:"retention"`
+	Compression       *v1.Compression  `json:"compression,omitempty"`
+	Notify            *v1.Notify       `json:"notify,omitempty"`
 
 	// Kept as they are when init edits a policy that has them.
 	Labels  map[string]string `json:"labels,omitempty"`
@@ -46,27 +52,27 @@ type initAnswers struct {
 	Hooks   *v1.Hooks         `json:"hooks,omitempty"`
 }
 
-// destAnswer is one Destination: its name and the manifest's spec, plus
+// DestinationAnswer is one Destination: its name and the manifest's spec, plus
 // the secrets init stores for it.
-type destAnswer struct {
+type DestinationAnswer struct {
 	Name               string `json:"name"`
 	v1.DestinationSpec `json:",inline"`
 	// S3: the access key pair, stored as an AWS credentials file.
-	AccessKeyID     *secretRef `json:"accessKeyID,omitempty"`
-	SecretAccessKey *secretRef `json:"secretAccessKey,omitempty"`
+	AccessKeyID     *Secret `json:"accessKeyID,omitempty"`
+	SecretAccessKey *Secret `json:"secretAccessKey,omitempty"`
 	// SFTP and FTP: the login password.
-	Password *secretRef `json:"password,omitempty"`
+	Password *Secret `json:"password,omitempty"`
 }
 
-// sourceAnswer is one source as the manifest has it, plus the database
+// SourceAnswer is one source as the manifest has it, plus the database
 // password init stores for it.
-type sourceAnswer struct {
+type SourceAnswer struct {
 	v1.Source `json:",inline"`
-	Password  *secretRef `json:"password,omitempty"`
+	Password  *Secret `json:"password,omitempty"`
 }
 
-// encAnswer is the encryption choice.
-type encAnswer struct {
+// EncryptionAnswer is the encryption choice.
+type EncryptionAnswer struct {
 	// Mode is age (the default), openssl or none.
 	Mode string `json:"mode"`
 	// Age: the public keys, and where the identity of a key that init
@@ -79,28 +85,28 @@ type encAnswer struct {
 	KeyFile    string `json:"keyFile,omitempty"`
 	Iterations int    `json:"iterations,omitempty"`
 
-	// newKey holds a key generated in this session, written with the
+	// NewKey holds a key generated in this session, written with the
 	// manifests.
-	newKey []byte
+	NewKey []byte `json:"-"`
 }
 
-// secretRef says where a secret comes from: an environment variable or a
+// Secret says where a secret comes from: an environment variable or a
 // file. The wizard sets value directly from what was typed.
-type secretRef struct {
+type Secret struct {
 	Env  string `json:"env,omitempty"`
 	File string `json:"file,omitempty"`
 
-	value string
-	// loaded is set once value holds the secret.
-	loaded bool
+	Value string `json:"-"`
+	// Loaded is set once value holds the secret.
+	Loaded bool `json:"-"`
 }
 
-func typedSecret(v string) *secretRef { return &secretRef{value: v, loaded: true} }
+func TypedSecret(v string) *Secret { return &Secret{Value: v, Loaded: true} }
 
 // resolve reads the secret from where it is said to be.
-func (s *secretRef) resolve(what string) (string, error) {
-	if s.loaded {
-		return s.value, nil
+func (s *Secret) resolve(what string) (string, error) {
+	if s.Loaded {
+		return s.Value, nil
 	}
 	switch {
 	case s.Env != "" && s.File != "":
@@ -110,7 +116,7 @@ func (s *secretRef) resolve(what string) (string, error) {
 		if !ok || v == "" {
 			return "", fmt.Errorf("%s: environment variable %s is not set", what, s.Env)
 		}
-		s.value = v
+		s.Value = v
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
@@ -118,37 +124,37 @@ func (s *secretRef) resolve(what string) (string, error) {
 		}
 		// A trailing newline is how editors and `echo` end a file, never
 		// part of the secret.
-		s.value = strings.TrimRight(string(b), "\r\n")
-		if s.value == "" {
+		s.Value = strings.TrimRight(string(b), "\r\n")
+		if s.Value == "" {
 			return "", fmt.Errorf("%s: %s is empty", what, s.File)
 		}
 	default:
 		return "", fmt.Errorf("%s: say where the secret comes from (env: VARIABLE or file: PATH)", what)
 	}
-	s.loaded = true
-	return s.value, nil
+	s.Loaded = true
+	return s.Value, nil
 }
 
-// initDirs are where init writes.
-type initDirs struct {
-	config, keys, secrets string
+// Dirs are where init writes.
+type Dirs struct {
+	Config, Keys, Secrets string
 }
 
 // The defaults init proposes.
 var (
 	defaultRetention = v1.Retention{Hourly: 24, Daily: 7, Weekly: 4, Monthly: 12}
 	defaultSchedule  = "0 * * * *"
-	defaultLocalPath = "/var/backups/aegis"
+	DefaultLocalPath = "/var/backups/aegis"
 )
 
-// newAnswers returns the answers of a fresh setup before any question.
-func newAnswers() *initAnswers {
-	return &initAnswers{
+// NewAnswers returns the answers of a fresh setup before any question.
+func NewAnswers() *Answers {
+	return &Answers{
 		Policy:      defaultPolicyName(),
 		Schedule:    defaultSchedule,
 		TimeZone:    systemTimeZone(),
 		Retention:   defaultRetention,
-		Encryption:  encAnswer{Mode: "age"},
+		Encryption:  EncryptionAnswer{Mode: "age"},
 		Compression: &v1.Compression{Algorithm: v1.CompressionZstd, Level: 3},
 	}
 }
@@ -199,8 +205,8 @@ func systemTimeZone() string {
 	return "UTC"
 }
 
-// defaultDestName proposes a name for a destination of a kind.
-func defaultDestName(kind, provider string) string {
+// DefaultDestName proposes a name for a destination of a kind.
+func DefaultDestName(kind, provider string) string {
 	switch kind {
 	case "local":
 		return "disk"
@@ -213,9 +219,9 @@ func defaultDestName(kind, provider string) string {
 	return kind
 }
 
-// readAnswersFile reads an answers file ("-" is standard input). Unknown
+// ReadAnswersFile reads an answers file ("-" is standard input). Unknown
 // fields are errors, as in manifests.
-func readAnswersFile(name string) (*initAnswers, error) {
+func ReadAnswersFile(name string) (*Answers, error) {
 	var data []byte
 	var err error
 	if name == "-" {
@@ -226,18 +232,18 @@ func readAnswersFile(name string) (*initAnswers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("answers file: %w", err)
 	}
-	a := &initAnswers{}
+	a := &Answers{}
 	if err := yaml.UnmarshalStrict(data, a); err != nil {
 		return nil, fmt.Errorf("answers file %s: %w", name, err)
 	}
 	return a, nil
 }
 
-// resolveSecrets reads every secret the answers name, so that a missing
+// ResolveSecrets reads every secret the answers name, so that a missing
 // variable or file is reported before anything is checked or written.
-func resolveSecrets(a *initAnswers) []error {
+func ResolveSecrets(a *Answers) []error {
 	var errs []error
-	try := func(s *secretRef, what string) {
+	try := func(s *Secret, what string) {
 		if s != nil {
 			if _, err := s.resolve(what); err != nil {
 				errs = append(errs, err)
@@ -255,9 +261,9 @@ func resolveSecrets(a *initAnswers) []error {
 	return errs
 }
 
-// marshalAnswers is the answers file form of a: what --save-answers writes,
+// MarshalAnswers is the answers file form of a: what --save-answers writes,
 // in the order of the fields.
-func marshalAnswers(a *initAnswers) ([]byte, error) {
+func MarshalAnswers(a *Answers) ([]byte, error) {
 	node, err := toNode(a)
 	if err != nil {
 		return nil, err
@@ -273,16 +279,16 @@ func marshalAnswers(a *initAnswers) ([]byte, error) {
 	return append([]byte(head), body...), nil
 }
 
-// existingSetup is a policy already in the config directory, as answers.
-type existingSetup struct {
-	file    string
-	answers *initAnswers
+// Existing is a policy already in the config directory, as answers.
+type Existing struct {
+	File    string
+	Answers *Answers
 }
 
-// loadExisting finds the policy init should edit: the one named policy, or
+// LoadExisting finds the policy init should edit: the one named policy, or
 // the only one there is. It returns nil when there is none to edit.
-func loadExisting(dirs initDirs, policy string) (*existingSetup, []string, error) {
-	configDir := dirs.config
+func LoadExisting(dirs Dirs, policy string) (*Existing, []string, error) {
+	configDir := dirs.Config
 	if _, err := os.Stat(configDir); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -310,13 +316,13 @@ func loadExisting(dirs initDirs, policy string) (*existingSetup, []string, error
 	if err != nil {
 		return nil, names, err
 	}
-	a.Encryption.IdentityFile = findIdentity(dirs.keys, a.Encryption.Recipients)
-	return &existingSetup{file: obj.File, answers: a}, names, nil
+	a.Encryption.IdentityFile = findIdentity(dirs.Keys, a.Encryption.Recipients)
+	return &Existing{File: obj.File, Answers: a}, names, nil
 }
 
 // answersFromConfig turns a policy and the destinations of its file back
 // into answers, so that init can edit it.
-func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*initAnswers, error) {
+func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*Answers, error) {
 	p := obj.Policy
 	// init rewrites the whole file: it must hold nothing but this policy
 	// and its destinations.
@@ -331,7 +337,7 @@ func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*initAnswers, err
 		}
 		inFile[o.Name] = o.Destination
 	}
-	a := &initAnswers{
+	a := &Answers{
 		Policy:      p.Metadata.Name,
 		Schedule:    p.Spec.Schedule,
 		TimeZone:    p.Spec.TimeZone,
@@ -350,19 +356,19 @@ func answersFromConfig(cfg *reconcile.Config, obj *v1.Object) (*initAnswers, err
 			a.OtherDestinations = append(a.OtherDestinations, name)
 			continue
 		}
-		a.Destinations = append(a.Destinations, destAnswer{Name: name, DestinationSpec: d.Spec})
+		a.Destinations = append(a.Destinations, DestinationAnswer{Name: name, DestinationSpec: d.Spec})
 	}
 	for _, s := range p.Spec.Sources {
-		a.Sources = append(a.Sources, sourceAnswer{Source: s})
+		a.Sources = append(a.Sources, SourceAnswer{Source: s})
 	}
 	if e := p.Spec.Encryption; e != nil {
 		switch e.Mode() {
 		case "age":
-			a.Encryption = encAnswer{Mode: "age", Recipients: e.Age.Recipients, RecipientsFile: e.Age.RecipientsFile}
+			a.Encryption = EncryptionAnswer{Mode: "age", Recipients: e.Age.Recipients, RecipientsFile: e.Age.RecipientsFile}
 		case "openssl":
-			a.Encryption = encAnswer{Mode: "openssl", KeyFile: e.OpenSSL.KeyFile, Iterations: e.OpenSSL.Iterations}
+			a.Encryption = EncryptionAnswer{Mode: "openssl", KeyFile: e.OpenSSL.KeyFile, Iterations: e.OpenSSL.Iterations}
 		case "none":
-			a.Encryption = encAnswer{Mode: "none"}
+			a.Encryption = EncryptionAnswer{Mode: "none"}
 		}
 	}
 	return a, nil
@@ -460,12 +466,12 @@ func (k *kvSpec) boolean(key string, def bool, errs *[]error) bool {
 	return b
 }
 
-func (k *kvSpec) secret(key string) *secretRef {
+func (k *kvSpec) secret(key string) *Secret {
 	env, file := k.str(key+"-env"), k.str(key+"-from-file")
 	if env == "" && file == "" {
 		return nil
 	}
-	return &secretRef{Env: env, File: file}
+	return &Secret{Env: env, File: file}
 }
 
 // unused reports keys that no rule read: typos must not pass silently.
@@ -482,15 +488,15 @@ func (k *kvSpec) unused() error {
 	return nil
 }
 
-// destinationFromFlag parses --destination type=KIND,key=value,...
-func destinationFromFlag(s string) (destAnswer, error) {
+// DestinationFromFlag parses --destination type=KIND,key=value,...
+func DestinationFromFlag(s string) (DestinationAnswer, error) {
 	k, err := parseKV("--destination", s)
 	if err != nil {
-		return destAnswer{}, err
+		return DestinationAnswer{}, err
 	}
 	var errs []error
 	kind := k.str("type")
-	d := destAnswer{Name: k.str("name")}
+	d := DestinationAnswer{Name: k.str("name")}
 	switch kind {
 	case "local":
 		d.Local = &v1.LocalDestination{Path: k.str("path")}
@@ -525,7 +531,7 @@ func destinationFromFlag(s string) (destAnswer, error) {
 		if d.S3 != nil {
 			prov = d.S3.Provider
 		}
-		d.Name = defaultDestName(kind, prov)
+		d.Name = DefaultDestName(kind, prov)
 	}
 	if err := k.unused(); err != nil {
 		errs = append(errs, err)
@@ -533,15 +539,15 @@ func destinationFromFlag(s string) (destAnswer, error) {
 	return d, errors.Join(errs...)
 }
 
-// sourceFromFlag parses --source type=KIND,key=value,...
-func sourceFromFlag(s string) (sourceAnswer, error) {
+// SourceFromFlag parses --source type=KIND,key=value,...
+func SourceFromFlag(s string) (SourceAnswer, error) {
 	k, err := parseKV("--source", s)
 	if err != nil {
-		return sourceAnswer{}, err
+		return SourceAnswer{}, err
 	}
 	var errs []error
 	kind := k.str("type")
-	src := sourceAnswer{Source: v1.Source{Name: k.str("name")}}
+	src := SourceAnswer{Source: v1.Source{Name: k.str("name")}}
 	switch kind {
 	case "files":
 		src.Files = &v1.FilesSource{Paths: k.all("path"), Exclude: k.all("exclude"), OneFileSystem: k.boolean("one-file-system", false, &errs)}
@@ -585,8 +591,8 @@ func sourceFromFlag(s string) (sourceAnswer, error) {
 	return src, errors.Join(errs...)
 }
 
-// retentionFromFlag parses --retention hourly=24,daily=7,...
-func retentionFromFlag(s string) (v1.Retention, error) {
+// RetentionFromFlag parses --retention hourly=24,daily=7,...
+func RetentionFromFlag(s string) (v1.Retention, error) {
 	k, err := parseKV("--retention", s)
 	if err != nil {
 		return v1.Retention{}, err
@@ -604,6 +610,6 @@ func retentionFromFlag(s string) (v1.Retention, error) {
 }
 
 // secretPath is where init stores a secret of an object.
-func secretPath(dirs initDirs, name, what string) string {
-	return filepath.Join(dirs.secrets, name+"."+what)
+func secretPath(dirs Dirs, name, what string) string {
+	return filepath.Join(dirs.Secrets, name+"."+what)
 }

@@ -190,7 +190,7 @@ func statusRowOf(o *v1.Object, st v1.ObjectStatus, seen, invalid bool, destReach
 		r.Retention = &retentionIn{Result: lr.Result, Time: lr.Time, Deleted: lr.Deleted}
 	}
 	r.Destinations = destHealth(p.Spec.Destinations, st.LastRun, destReach)
-	r.Overdue, r.OverdueReason = overdue(p, st, now)
+	r.Overdue, r.OverdueReason = observe.Overdue(p, st, now)
 
 	switch {
 	case invalid:
@@ -247,46 +247,6 @@ func destHealth(names []string, last *v1.RunResult, reach map[string]*v1.Conditi
 	return d
 }
 
-// overdue reports whether a policy missed its schedule: its last success is
-// older than twice the schedule's interval (the alert rule's test too), or
-// its next run is past by more than a grace (the agent is not running).
-func overdue(p *v1.BackupPolicy, st v1.ObjectStatus, now time.Time) (bool, string) {
-	if p.Spec.Suspend {
-		return false, ""
-	}
-	interval := observe.ScheduleInterval(p, now)
-	if interval <= 0 {
-		return false, ""
-	}
-	if t := st.LastSuccessfulTime; t != nil && now.Sub(*t) > 2*interval {
-		return true, fmt.Sprintf("last success %s ago, more than twice the schedule's interval (%s)", shortAge(now.Sub(*t)), shortAge(interval))
-	}
-	grace := min(max(interval, 15*time.Minute), time.Hour)
-	if t := st.NextScheduleTime; t != nil && now.Sub(*t) > grace {
-		return true, fmt.Sprintf("the next run was due %s ago and has not started: is the agent running?", shortAge(now.Sub(*t)))
-	}
-	return false, ""
-}
-
-// shortAge prints a duration the way a person reads it in a table: 45s,
-// 12m, 3h05m, 2d04h, 40d.
-func shortAge(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	case d < 10*24*time.Hour:
-		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours())/24)
-}
-
 const (
 	ansiRed    = "\x1b[31m"
 	ansiGreen  = "\x1b[32m"
@@ -312,43 +272,57 @@ func printStatus(w io.Writer, rows []statusRow, now time.Time, color bool) {
 		fmt.Fprintln(w, "no BackupPolicy in the config directory")
 		return
 	}
-	header := []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "SIZE", "DESTINATIONS"}
-	table := [][]string{header}
+	table := [][]string{statusHeader}
 	for _, r := range rows {
-		last, age := "never", "-"
-		if r.LastSuccessfulTime != nil {
-			last = r.LastSuccessfulTime.Local().Format("2006-01-02 15:04")
-			age = shortAge(now.Sub(*r.LastSuccessfulTime))
-		}
-		next := "-"
-		if t := r.NextScheduleTime; t != nil {
-			if t.After(now) {
-				next = "in " + shortAge(t.Sub(now))
-			} else {
-				next = shortAge(now.Sub(*t)) + " late"
-			}
-			if r.Reason == reconcile.ReasonWaitingForRetry {
-				next += " (retry)"
-			}
-		}
-		result := "-"
-		if r.LastResult != "" {
-			result = r.LastResult
-			if r.LastRunTime != nil {
-				result += " " + shortAge(now.Sub(*r.LastRunTime)) + " ago"
-			}
-		}
-		size := "-"
-		if r.LastRunTime != nil && r.SizeBytes > 0 {
-			size = humanBytes(r.SizeBytes)
-		}
-		dests := fmt.Sprintf("%d/%d", r.Destinations.Healthy, r.Destinations.Total)
-		if len(r.Destinations.Failing) > 0 {
-			dests += " (" + strings.Join(r.Destinations.Failing, ", ") + " not ok)"
-		}
-		table = append(table, []string{r.Policy, r.State, last, age, next, result, size, dests})
+		table = append(table, statusCells(r, now))
 	}
-	widths := make([]int, len(header))
+	printTable(w, table, color)
+	printProblems(w, rows, color)
+}
+
+var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "SIZE", "DESTINATIONS"}
+
+// statusCells is one policy's line of the table.
+func statusCells(r statusRow, now time.Time) []string {
+	last, age := "never", "-"
+	if r.LastSuccessfulTime != nil {
+		last = r.LastSuccessfulTime.Local().Format("2006-01-02 15:04")
+		age = observe.ShortAge(now.Sub(*r.LastSuccessfulTime))
+	}
+	next := "-"
+	if t := r.NextScheduleTime; t != nil {
+		if t.After(now) {
+			next = "in " + observe.ShortAge(t.Sub(now))
+		} else {
+			next = observe.ShortAge(now.Sub(*t)) + " late"
+		}
+		if r.Reason == reconcile.ReasonWaitingForRetry {
+			next += " (retry)"
+		}
+	}
+	result := "-"
+	if r.LastResult != "" {
+		result = r.LastResult
+		if r.LastRunTime != nil {
+			result += " " + observe.ShortAge(now.Sub(*r.LastRunTime)) + " ago"
+		}
+	}
+	size := "-"
+	if r.LastRunTime != nil && r.SizeBytes > 0 {
+		size = humanBytes(r.SizeBytes)
+	}
+	dests := fmt.Sprintf("%d/%d", r.Destinations.Healthy, r.Destinations.Total)
+	if len(r.Destinations.Failing) > 0 {
+		dests += " (" + strings.Join(r.Destinations.Failing, ", ") + " not ok)"
+	}
+	return []string{r.Policy, r.State, last, age, next, result, size, dests}
+}
+
+// printTable aligns the columns of table, whose first row is the header;
+// with color, the header is bold and the state (the second column)
+// coloured.
+func printTable(w io.Writer, table [][]string, color bool) {
+	widths := make([]int, len(table[0]))
 	for _, row := range table {
 		for i, c := range row {
 			widths[i] = max(widths[i], len([]rune(c)))
@@ -375,6 +349,10 @@ func printStatus(w io.Writer, rows []statusRow, now time.Time, color bool) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+// printProblems explains, below the table, each policy that is not OK.
+func printProblems(w io.Writer, rows []statusRow, color bool) {
 	first := true
 	for _, r := range rows {
 		if r.State == stateOK || r.State == statePending && r.Message == "" || r.State == stateSuspended {

@@ -1,4 +1,4 @@
-package main
+package setup
 
 import (
 	"context"
@@ -29,24 +29,24 @@ import (
 // them all and reports every failure. Each message says what to give
 // instead.
 
-func checkName(s string) error {
+func CheckName(s string) error {
 	if s == "" {
 		return errors.New("a name is required")
 	}
 	if toLabel(s) != s {
-		return fmt.Errorf("%q is not a valid name: use lower-case letters, digits and '-', such as %q", s, orDefault(toLabel(s), "web"))
+		return fmt.Errorf("%q is not a valid name: use lower-case letters, digits and '-', such as %q", s, OrDefault(toLabel(s), "web"))
 	}
 	return nil
 }
 
-func orDefault(s, def string) string {
+func OrDefault(s, def string) string {
 	if s == "" {
 		return def
 	}
 	return s
 }
 
-func checkAbsPath(s string) error {
+func CheckAbsPath(s string) error {
 	if s == "" {
 		return errors.New("a path is required")
 	}
@@ -59,9 +59,9 @@ func checkAbsPath(s string) error {
 	return nil
 }
 
-// checkExisting: an absolute path that exists.
-func checkExisting(s string) error {
-	if err := checkAbsPath(s); err != nil {
+// CheckExisting: an absolute path that exists.
+func CheckExisting(s string) error {
+	if err := CheckAbsPath(s); err != nil {
 		return err
 	}
 	if _, err := os.Stat(s); err != nil {
@@ -73,8 +73,8 @@ func checkExisting(s string) error {
 	return nil
 }
 
-func checkExistingFile(s string) error {
-	if err := checkExisting(s); err != nil {
+func CheckExistingFile(s string) error {
+	if err := CheckExisting(s); err != nil {
 		return err
 	}
 	if fi, _ := os.Stat(s); fi.IsDir() {
@@ -83,8 +83,8 @@ func checkExistingFile(s string) error {
 	return nil
 }
 
-// splitList splits a comma-separated answer.
-func splitList(s string) []string {
+// SplitList splits a comma-separated answer.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -94,14 +94,14 @@ func splitList(s string) []string {
 	return out
 }
 
-func checkPathList(s string) error {
-	list := splitList(s)
+func CheckPathList(s string) error {
+	list := SplitList(s)
 	if len(list) == 0 {
 		return errors.New("give at least one path, such as /etc or /var/www (separate several with commas)")
 	}
 	var bad []string
 	for _, p := range list {
-		if err := checkExisting(p); err != nil {
+		if err := CheckExisting(p); err != nil {
 			bad = append(bad, err.Error())
 		}
 	}
@@ -111,10 +111,10 @@ func checkPathList(s string) error {
 	return nil
 }
 
-// checkLocalTarget: a directory that exists, or that can be created under
+// CheckLocalTarget: a directory that exists, or that can be created under
 // one that does.
-func checkLocalTarget(s string) error {
-	if err := checkAbsPath(s); err != nil {
+func CheckLocalTarget(s string) error {
+	if err := CheckAbsPath(s); err != nil {
 		return err
 	}
 	for p := s; ; p = filepath.Dir(p) {
@@ -136,7 +136,7 @@ func checkLocalTarget(s string) error {
 
 var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
-func checkBucket(s string) error {
+func CheckBucket(s string) error {
 	switch {
 	case s == "":
 		return errors.New("a bucket name is required")
@@ -148,7 +148,7 @@ func checkBucket(s string) error {
 	return nil
 }
 
-func checkEndpoint(required bool) func(string) error {
+func CheckEndpoint(required bool) func(string) error {
 	return func(s string) error {
 		if s == "" {
 			if required {
@@ -166,7 +166,7 @@ func checkEndpoint(required bool) func(string) error {
 
 var hostRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 
-func checkHost(s string) error {
+func CheckHost(s string) error {
 	if s == "" {
 		return errors.New("a host name or IP address is required")
 	}
@@ -176,22 +176,22 @@ func checkHost(s string) error {
 	return nil
 }
 
-// checkDBHost accepts a host name, an IP address, or the directory of a
+// CheckDBHost accepts a host name, an IP address, or the directory of a
 // Unix socket.
-func checkDBHost(s string) error {
+func CheckDBHost(s string) error {
 	if s == "" {
 		return nil
 	}
 	if strings.HasPrefix(s, "/") {
-		if err := checkExisting(s); err != nil {
+		if err := CheckExisting(s); err != nil {
 			return fmt.Errorf("socket directory: %w", err)
 		}
 		return nil
 	}
-	return checkHost(s)
+	return CheckHost(s)
 }
 
-func checkPort(s string) error {
+func CheckPort(s string) error {
 	if s == "" {
 		return nil
 	}
@@ -202,7 +202,7 @@ func checkPort(s string) error {
 	return nil
 }
 
-func checkCount(s string) error {
+func CheckCount(s string) error {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 0 {
 		return fmt.Errorf("%q is not a count: give a whole number, 0 or more", s)
@@ -210,7 +210,7 @@ func checkCount(s string) error {
 	return nil
 }
 
-func checkTimeZone(s string) error {
+func CheckTimeZone(s string) error {
 	if s == "" {
 		return nil
 	}
@@ -220,7 +220,7 @@ func checkTimeZone(s string) error {
 	return nil
 }
 
-func checkSchedule(tz string) func(string) error {
+func CheckSchedule(tz string) func(string) error {
 	return func(s string) error {
 		if strings.TrimSpace(s) == "" {
 			return errors.New("a schedule is required, such as 0 * * * * (hourly) or @daily")
@@ -232,8 +232,8 @@ func checkSchedule(tz string) func(string) error {
 	}
 }
 
-func checkRecipients(s string) error {
-	list := splitList(s)
+func CheckRecipients(s string) error {
+	list := SplitList(s)
 	if len(list) == 0 {
 		return errors.New("give at least one age public key (age1...)")
 	}
@@ -248,7 +248,7 @@ func checkRecipients(s string) error {
 	return nil
 }
 
-func checkURL(s string) error {
+func CheckURL(s string) error {
 	if s == "" {
 		return nil
 	}
@@ -261,18 +261,18 @@ func checkURL(s string) error {
 
 var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
-func checkVolume(s string) error {
+func CheckVolume(s string) error {
 	if !volumeName.MatchString(s) {
 		return fmt.Errorf("%q is not a Docker volume name (letters, digits, '_', '.', '-')", s)
 	}
 	return nil
 }
 
-// checkKnownHosts: the file exists and knows the host, since the agent
+// CheckKnownHosts: the file exists and knows the host, since the agent
 // refuses a host whose key it cannot verify.
-func checkKnownHosts(host string, port int) func(string) error {
+func CheckKnownHosts(host string, port int) func(string) error {
 	return func(s string) error {
-		if err := checkExistingFile(s); err != nil {
+		if err := CheckExistingFile(s); err != nil {
 			return err
 		}
 		cb, err := knownhosts.New(s)
@@ -301,15 +301,15 @@ func (probeKey) Type() string                            { return "ssh-ed25519" 
 func (probeKey) Marshal() []byte                         { return []byte("aegis-probe") }
 func (probeKey) Verify(_ []byte, _ *ssh.Signature) error { return errors.New("probe key") }
 
-// checkAnswers runs every check of single answers, for --non-interactive.
-func checkAnswers(a *initAnswers) []error {
+// CheckAnswers runs every check of single answers, for --non-interactive.
+func CheckAnswers(a *Answers) []error {
 	var errs []error
 	add := func(where string, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 	}
-	add("policy", checkName(a.Policy))
+	add("policy", CheckName(a.Policy))
 	if len(a.Destinations)+len(a.OtherDestinations) == 0 {
 		errs = append(errs, errors.New("no destination: give one with --destination type=local,path=/var/backups/aegis (or in the answers file)"))
 	}
@@ -318,67 +318,67 @@ func checkAnswers(a *initAnswers) []error {
 	}
 	for _, d := range a.Destinations {
 		w := "destination " + d.Name
-		add(w, checkName(d.Name))
+		add(w, CheckName(d.Name))
 		switch {
 		case d.Local != nil:
-			add(w+": path", checkLocalTarget(d.Local.Path))
+			add(w+": path", CheckLocalTarget(d.Local.Path))
 		case d.S3 != nil:
-			add(w+": bucket", checkBucket(d.S3.Bucket))
-			add(w+": endpoint", checkEndpoint(d.S3.Provider == "minio" || d.S3.Provider == "other")(d.S3.Endpoint))
+			add(w+": bucket", CheckBucket(d.S3.Bucket))
+			add(w+": endpoint", CheckEndpoint(d.S3.Provider == "minio" || d.S3.Provider == "other")(d.S3.Endpoint))
 		case d.SFTP != nil:
-			add(w+": host", checkHost(d.SFTP.Host))
+			add(w+": host", CheckHost(d.SFTP.Host))
 			if d.SFTP.PrivateKeyFile != "" {
-				add(w+": private key", checkExistingFile(d.SFTP.PrivateKeyFile))
+				add(w+": private key", CheckExistingFile(d.SFTP.PrivateKeyFile))
 			}
-			add(w+": known hosts", checkKnownHosts(d.SFTP.Host, d.SFTP.Port)(d.SFTP.KnownHostsFile))
+			add(w+": known hosts", CheckKnownHosts(d.SFTP.Host, d.SFTP.Port)(d.SFTP.KnownHostsFile))
 		case d.FTP != nil:
-			add(w+": host", checkHost(d.FTP.Host))
+			add(w+": host", CheckHost(d.FTP.Host))
 			if d.FTP.CAFile != "" {
-				add(w+": CA file", checkExistingFile(d.FTP.CAFile))
+				add(w+": CA file", CheckExistingFile(d.FTP.CAFile))
 			}
 		}
 	}
 	for _, s := range a.Sources {
 		w := "source " + s.Name
-		add(w, checkName(s.Name))
+		add(w, CheckName(s.Name))
 		switch {
 		case s.Files != nil:
-			add(w+": paths", checkPathList(strings.Join(s.Files.Paths, ",")))
+			add(w+": paths", CheckPathList(strings.Join(s.Files.Paths, ",")))
 		case s.Postgres != nil:
-			add(w+": host", checkDBHost(s.Postgres.Host))
+			add(w+": host", CheckDBHost(s.Postgres.Host))
 		case s.MySQL != nil:
-			add(w+": host", checkDBHost(s.MySQL.Host))
+			add(w+": host", CheckDBHost(s.MySQL.Host))
 			if s.MySQL.Socket != "" {
-				add(w+": socket", checkExisting(s.MySQL.Socket))
+				add(w+": socket", CheckExisting(s.MySQL.Socket))
 			}
 		case s.DockerVolume != nil && s.DockerVolume.Name != "":
-			add(w+": volume", checkVolume(s.DockerVolume.Name))
+			add(w+": volume", CheckVolume(s.DockerVolume.Name))
 		case s.System != nil:
 			for _, p := range s.System.ExtraPaths {
-				add(w+": extra path", checkExisting(p))
+				add(w+": extra path", CheckExisting(p))
 			}
 		}
 	}
-	add("schedule", checkSchedule(a.TimeZone)(a.Schedule))
-	add("time zone", checkTimeZone(a.TimeZone))
+	add("schedule", CheckSchedule(a.TimeZone)(a.Schedule))
+	add("time zone", CheckTimeZone(a.TimeZone))
 	if a.Encryption.Mode == "age" && len(a.Encryption.Recipients) > 0 {
-		add("encryption: age recipients", checkRecipients(strings.Join(a.Encryption.Recipients, ",")))
+		add("encryption: age recipients", CheckRecipients(strings.Join(a.Encryption.Recipients, ",")))
 	}
 	if n := a.Notify; n != nil {
-		add("notify: ping URL", checkURL(n.Ping))
+		add("notify: ping URL", CheckURL(n.Ping))
 		for _, w := range n.Webhooks {
-			add("notify: webhook URL", checkURL(w.URL))
+			add("notify: webhook URL", CheckURL(w.URL))
 		}
 	}
 	return errs
 }
 
-// liveResult is the outcome of a check against the real thing.
-type liveResult struct {
-	// checked is false when this build cannot check this kind yet.
-	checked bool
-	what    string
-	err     error
+// LiveResult is the outcome of a check against the real thing.
+type LiveResult struct {
+	// Checked is false when this build cannot check this kind yet.
+	Checked bool
+	What    string
+	Err     error
 }
 
 // sourceChecker is what a source driver offers when it can test its login
@@ -391,16 +391,16 @@ type sourceChecker interface {
 // firewall that drops packets.
 const liveCheckTimeout = 20 * time.Second
 
-// checkDestinationLive connects to a remote destination with the answered
+// CheckDestinationLive connects to a remote destination with the answered
 // credentials and checks it can write there. A local destination is not
 // touched (its path check is enough, and nothing is created before the
 // user confirms).
-func checkDestinationLive(ctx context.Context, d destAnswer) liveResult {
-	res := liveResult{what: describeDest(d)}
+func CheckDestinationLive(ctx context.Context, d DestinationAnswer) LiveResult {
+	res := LiveResult{What: DescribeDestination(d)}
 	if d.Local != nil {
 		return res
 	}
-	err := withTempSecrets(func(dirs initDirs, plan *setupPlan) error {
+	err := withTempSecrets(func(dirs Dirs, plan *Plan) error {
 		c := d
 		c.DestinationSpec = cloneDestSpec(d.DestinationSpec)
 		if err := c.storeSecrets(dirs, plan); err != nil {
@@ -417,7 +417,7 @@ func checkDestinationLive(ctx context.Context, d destAnswer) liveResult {
 			return err
 		}
 		defer dst.Close()
-		res.checked = true
+		res.Checked = true
 		ctx, cancel := context.WithTimeout(ctx, liveCheckTimeout)
 		defer cancel()
 		return dst.Check(ctx)
@@ -425,18 +425,18 @@ func checkDestinationLive(ctx context.Context, d destAnswer) liveResult {
 	if errors.Is(err, drivers.ErrNotSupported) {
 		return res
 	}
-	res.checked, res.err = true, err
+	res.Checked, res.Err = true, err
 	return res
 }
 
-// checkSourceLive logs in to a database with the answered credentials,
+// CheckSourceLive logs in to a database with the answered credentials,
 // when the source's driver can check a login.
-func checkSourceLive(ctx context.Context, s sourceAnswer) liveResult {
-	res := liveResult{what: describeSource(s)}
+func CheckSourceLive(ctx context.Context, s SourceAnswer) LiveResult {
+	res := LiveResult{What: DescribeSource(s)}
 	if s.Postgres == nil && s.MySQL == nil && s.DockerVolume == nil {
 		return res
 	}
-	err := withTempSecrets(func(dirs initDirs, plan *setupPlan) error {
+	err := withTempSecrets(func(dirs Dirs, plan *Plan) error {
 		c := s
 		c.Source = cloneSource(s.Source)
 		if err := c.storeSecrets("check", dirs, plan); err != nil {
@@ -453,7 +453,7 @@ func checkSourceLive(ctx context.Context, s sourceAnswer) liveResult {
 		if !ok {
 			return drivers.ErrNotSupported
 		}
-		res.checked = true
+		res.Checked = true
 		ctx, cancel := context.WithTimeout(ctx, liveCheckTimeout)
 		defer cancel()
 		return chk.Check(ctx)
@@ -461,26 +461,26 @@ func checkSourceLive(ctx context.Context, s sourceAnswer) liveResult {
 	if errors.Is(err, drivers.ErrNotSupported) {
 		return res
 	}
-	res.checked, res.err = true, err
+	res.Checked, res.Err = true, err
 	return res
 }
 
 // withTempSecrets runs fn with a private temporary directory for secrets
 // and keys, removed afterwards: fn plans its secret files there, writes
 // them with writeTemp, and hands them to a driver to check a login.
-func withTempSecrets(fn func(initDirs, *setupPlan) error) error {
+func withTempSecrets(fn func(Dirs, *Plan) error) error {
 	dir, err := os.MkdirTemp("", "aegis-init-check-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	return fn(initDirs{secrets: dir, keys: dir}, &setupPlan{})
+	return fn(Dirs{Secrets: dir, Keys: dir}, &Plan{})
 }
 
 // writeTemp writes the files planned so far (for withTempSecrets).
-func (p *setupPlan) writeTemp() error {
-	for _, f := range p.files {
-		if err := os.WriteFile(f.path, f.body, 0o600); err != nil {
+func (p *Plan) writeTemp() error {
+	for _, f := range p.Files {
+		if err := os.WriteFile(f.Path, f.Body, 0o600); err != nil {
 			return err
 		}
 	}
@@ -515,8 +515,8 @@ func cloneSource(s v1.Source) v1.Source {
 	return s
 }
 
-// describeDest names a destination for messages: "s3 bucket acme at b2".
-func describeDest(d destAnswer) string {
+// DescribeDestination names a destination for messages: "s3 bucket acme at b2".
+func DescribeDestination(d DestinationAnswer) string {
 	switch {
 	case d.Local != nil:
 		return "directory " + d.Local.Path
@@ -536,14 +536,14 @@ func describeDest(d destAnswer) string {
 	return d.Name
 }
 
-func describeSource(s sourceAnswer) string {
+func DescribeSource(s SourceAnswer) string {
 	switch {
 	case s.Files != nil:
 		return "files " + strings.Join(s.Files.Paths, ", ")
 	case s.Postgres != nil:
-		return fmt.Sprintf("PostgreSQL as %s on %s", orDefault(s.Postgres.User, "postgres"), orDefault(s.Postgres.Host, "the local socket"))
+		return fmt.Sprintf("PostgreSQL as %s on %s", OrDefault(s.Postgres.User, "postgres"), OrDefault(s.Postgres.Host, "the local socket"))
 	case s.MySQL != nil:
-		return fmt.Sprintf("MySQL/MariaDB as %s on %s", orDefault(s.MySQL.User, "root"), orDefault(orDefault(s.MySQL.Socket, s.MySQL.Host), "the local socket"))
+		return fmt.Sprintf("MySQL/MariaDB as %s on %s", OrDefault(s.MySQL.User, "root"), OrDefault(OrDefault(s.MySQL.Socket, s.MySQL.Host), "the local socket"))
 	case s.DockerVolume != nil:
 		if s.DockerVolume.Name != "" {
 			return "Docker volume " + s.DockerVolume.Name

@@ -1,4 +1,4 @@
-package main
+package setup
 
 import (
 	"bytes"
@@ -15,36 +15,37 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/atomicfile"
 	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
-// plannedFile is a key or secret file init will write with the manifests.
-type plannedFile struct {
-	path string
-	body []byte
-	what string
-	// key files are never overwritten; a secret file is replaced.
-	key bool
+// PlannedFile is a key or secret file init will write with the manifests.
+type PlannedFile struct {
+	Path string
+	Body []byte
+	What string
+	// Key files are never overwritten; a secret file is replaced.
+	Key bool
 }
 
-// setupPlan is everything init is about to write.
-type setupPlan struct {
-	manifestPath string
-	manifest     []byte
-	files        []plannedFile
-	// problems are what validation says of the manifests as they would be
+// Plan is everything init is about to write.
+type Plan struct {
+	ManifestPath string
+	Manifest     []byte
+	Files        []PlannedFile
+	// Problems are what validation says of the manifests as they would be
 	// written; empty for good answers.
-	problems v1.ErrorList
+	Problems v1.ErrorList
 }
 
-// prepareSetup turns answers into the manifest bytes and the secret and
+// Prepare turns answers into the manifest bytes and the secret and
 // key files to write. It writes nothing. It fills what the answers derive
 // (secret file paths, a generated key's recipient) back into a, so that
 // the wizard shows them and --save-answers records them.
-func prepareSetup(a *initAnswers, dirs initDirs, file string) (*setupPlan, error) {
-	plan := &setupPlan{manifestPath: file}
-	if plan.manifestPath == "" {
-		plan.manifestPath = filepath.Join(dirs.config, a.Policy+".yaml")
+func Prepare(a *Answers, dirs Dirs, file string) (*Plan, error) {
+	plan := &Plan{ManifestPath: file}
+	if plan.ManifestPath == "" {
+		plan.ManifestPath = filepath.Join(dirs.Config, a.Policy+".yaml")
 	}
 	var errs []error
 	for i := range a.Destinations {
@@ -57,7 +58,7 @@ func prepareSetup(a *initAnswers, dirs initDirs, file string) (*setupPlan, error
 			errs = append(errs, err)
 		}
 	}
-	if err := a.Encryption.prepare(a.Policy, dirs, plan); err != nil {
+	if err := a.Encryption.Prepare(a.Policy, dirs, plan); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -68,15 +69,15 @@ func prepareSetup(a *initAnswers, dirs initDirs, file string) (*setupPlan, error
 	if err != nil {
 		return nil, err
 	}
-	plan.manifest = body
-	objs, derrs := v1.Decode(plan.manifestPath, body)
-	plan.problems = append(derrs, v1.Validate(objs, plannedFiles{plan})...)
+	plan.Manifest = body
+	objs, derrs := v1.Decode(plan.ManifestPath, body)
+	plan.Problems = append(derrs, v1.Validate(objs, plannedFiles{plan})...)
 	return plan, nil
 }
 
 // storeSecrets plans the files of the destination's secrets and points the
 // spec at them.
-func (d *destAnswer) storeSecrets(dirs initDirs, plan *setupPlan) error {
+func (d *DestinationAnswer) storeSecrets(dirs Dirs, plan *Plan) error {
 	switch {
 	case d.S3 != nil && (d.AccessKeyID != nil || d.SecretAccessKey != nil):
 		if d.AccessKeyID == nil || d.SecretAccessKey == nil {
@@ -91,9 +92,9 @@ func (d *destAnswer) storeSecrets(dirs initDirs, plan *setupPlan) error {
 			return err
 		}
 		d.S3.CredentialsFile = secretPath(dirs, d.Name, "s3-credentials")
-		plan.files = append(plan.files, plannedFile{
-			path: d.S3.CredentialsFile, what: "S3 credentials of destination " + d.Name,
-			body: s3CredentialsFile(id, secret),
+		plan.Files = append(plan.Files, PlannedFile{
+			Path: d.S3.CredentialsFile, What: "S3 credentials of destination " + d.Name,
+			Body: s3CredentialsFile(id, secret),
 		})
 	case d.Password != nil && (d.SFTP != nil || d.FTP != nil):
 		pw, err := d.Password.resolve("destination " + d.Name + ": password")
@@ -106,7 +107,7 @@ func (d *destAnswer) storeSecrets(dirs initDirs, plan *setupPlan) error {
 		} else {
 			d.FTP.PasswordFile = p
 		}
-		plan.files = append(plan.files, plannedFile{path: p, what: "password of destination " + d.Name, body: []byte(pw + "\n")})
+		plan.Files = append(plan.Files, PlannedFile{Path: p, What: "password of destination " + d.Name, Body: []byte(pw + "\n")})
 	}
 	return nil
 }
@@ -117,7 +118,7 @@ func s3CredentialsFile(id, secret string) []byte {
 	return fmt.Appendf(nil, "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
 }
 
-func (s *sourceAnswer) storeSecrets(policy string, dirs initDirs, plan *setupPlan) error {
+func (s *SourceAnswer) storeSecrets(policy string, dirs Dirs, plan *Plan) error {
 	if s.Password == nil {
 		return nil
 	}
@@ -134,36 +135,36 @@ func (s *sourceAnswer) storeSecrets(policy string, dirs initDirs, plan *setupPla
 	default:
 		return fmt.Errorf("source %s: only postgres and mysql sources take a password", s.Name)
 	}
-	plan.files = append(plan.files, plannedFile{path: p, what: "password of source " + s.Name, body: []byte(pw + "\n")})
+	plan.Files = append(plan.Files, PlannedFile{Path: p, What: "password of source " + s.Name, Body: []byte(pw + "\n")})
 	return nil
 }
 
-// identityPath is where init keeps the age identity of a policy.
-func identityPath(dirs initDirs, policy string) string {
-	return filepath.Join(dirs.keys, policy+".key")
+// IdentityPath is where init keeps the age identity of a policy.
+func IdentityPath(dirs Dirs, policy string) string {
+	return filepath.Join(dirs.Keys, policy+".key")
 }
 
-func opensslKeyPath(dirs initDirs, policy string) string {
-	return filepath.Join(dirs.keys, policy+"-openssl.key")
+func OpenSSLKeyPath(dirs Dirs, policy string) string {
+	return filepath.Join(dirs.Keys, policy+"-openssl.key")
 }
 
-// prepare settles the keys: with age and no recipients given, the
+// Prepare settles the keys: with age and no recipients given, the
 // identity file's public key (the file is generated when missing); with
 // openssl, the key file (generated when missing).
-func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error {
+func (e *EncryptionAnswer) Prepare(policy string, dirs Dirs, plan *Plan) error {
 	if e.Mode == "" {
 		e.Mode = "age"
 	}
 	switch e.Mode {
 	case "age":
 		if len(e.Recipients) > 0 || e.RecipientsFile != "" {
-			if e.newKey != nil {
-				plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: e.newKey, key: true})
+			if e.NewKey != nil {
+				plan.Files = append(plan.Files, PlannedFile{Path: e.IdentityFile, What: "age identity (the key that decrypts)", Body: e.NewKey, Key: true})
 			}
 			return nil
 		}
 		if e.IdentityFile == "" {
-			e.IdentityFile = identityPath(dirs, policy)
+			e.IdentityFile = IdentityPath(dirs, policy)
 		}
 		pub, err := ageKeyOf(e.IdentityFile)
 		switch {
@@ -173,29 +174,29 @@ func (e *encAnswer) prepare(policy string, dirs initDirs, plan *setupPlan) error
 		case !errors.Is(err, fs.ErrNotExist):
 			return err
 		}
-		body, pub, _, err := newKey(snapshot.KeyKindAge, time.Now())
+		k, err := snapshot.GenerateKey(snapshot.KeyKindAge, time.Now())
 		if err != nil {
 			return err
 		}
-		e.newKey, e.Recipients = body, []string{pub}
-		plan.files = append(plan.files, plannedFile{path: e.IdentityFile, what: "age identity (the key that decrypts)", body: body, key: true})
+		e.NewKey, e.Recipients = k.Body, []string{k.Public}
+		plan.Files = append(plan.Files, PlannedFile{Path: e.IdentityFile, What: "age identity (the key that decrypts)", Body: k.Body, Key: true})
 	case "openssl":
 		if e.KeyFile == "" {
-			e.KeyFile = opensslKeyPath(dirs, policy)
+			e.KeyFile = OpenSSLKeyPath(dirs, policy)
 		}
-		if e.newKey == nil {
+		if e.NewKey == nil {
 			if _, err := os.Stat(e.KeyFile); err == nil {
 				return nil
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			body, _, _, err := newKey(snapshot.KeyKindOpenSSL, time.Now())
+			k, err := snapshot.GenerateKey(snapshot.KeyKindOpenSSL, time.Now())
 			if err != nil {
 				return err
 			}
-			e.newKey = body
+			e.NewKey = k.Body
 		}
-		plan.files = append(plan.files, plannedFile{path: e.KeyFile, what: "openssl key (the key that decrypts)", body: e.newKey, key: true})
+		plan.Files = append(plan.Files, PlannedFile{Path: e.KeyFile, What: "openssl key (the key that decrypts)", Body: e.NewKey, Key: true})
 	case "none":
 	default:
 		return fmt.Errorf("encryption: mode %q is not age, openssl or none", e.Mode)
@@ -223,7 +224,7 @@ func ageKeyOf(name string) (string, error) {
 }
 
 // objects builds the manifests' objects from the answers.
-func (a *initAnswers) objects() ([]*v1.Destination, *v1.BackupPolicy) {
+func (a *Answers) objects() ([]*v1.Destination, *v1.BackupPolicy) {
 	var dests []*v1.Destination
 	var names []string
 	for _, d := range a.Destinations {
@@ -271,7 +272,7 @@ changes up by itself.`
 
 // renderManifests writes the objects as YAML documents in the order of the
 // types' fields, with comments where a reader needs to know more.
-func renderManifests(a *initAnswers) ([]byte, error) {
+func renderManifests(a *Answers) ([]byte, error) {
 	dests, p := a.objects()
 	var out bytes.Buffer
 	first := true
@@ -314,7 +315,7 @@ func destinationComment(d *v1.Destination) string {
 }
 
 // annotatePolicy adds the comments a policy's reader needs.
-func annotatePolicy(doc *yaml.Node, a *initAnswers) {
+func annotatePolicy(doc *yaml.Node, a *Answers) {
 	spec := mapValue(doc, "spec")
 	if spec == nil {
 		return
@@ -331,7 +332,7 @@ func annotatePolicy(doc *yaml.Node, a *initAnswers) {
 	}
 	if v := mapValue(spec, "schedule"); v != nil {
 		v.Style = yaml.DoubleQuotedStyle
-		v.LineComment = describeSchedule(a.Schedule)
+		v.LineComment = DescribeSchedule(a.Schedule)
 	}
 }
 
@@ -420,12 +421,12 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 
 // plannedFiles lets validation see the files init is about to write as
 // if they were there (mode 0600), and everything else as it is.
-type plannedFiles struct{ plan *setupPlan }
+type plannedFiles struct{ plan *Plan }
 
 func (p plannedFiles) Stat(name string) (fs.FileInfo, error) {
-	for _, f := range p.plan.files {
-		if f.path == name {
-			return plannedInfo{name: filepath.Base(name), size: int64(len(f.body))}, nil
+	for _, f := range p.plan.Files {
+		if f.Path == name {
+			return plannedInfo{name: filepath.Base(name), size: int64(len(f.Body))}, nil
 		}
 	}
 	return os.Stat(name)
@@ -443,88 +444,57 @@ func (i plannedInfo) ModTime() time.Time { return time.Time{} }
 func (i plannedInfo) IsDir() bool        { return false }
 func (i plannedInfo) Sys() any           { return nil }
 
-// writeSetup writes the key and secret files (0600, in directories of
+// Write writes the key and secret files (0600, in directories of
 // 0700), then the manifest, each atomically.
-func writeSetup(plan *setupPlan, dirs initDirs) ([]string, error) {
+func Write(plan *Plan, dirs Dirs) ([]string, error) {
 	var wrote []string
-	for _, f := range plan.files {
-		if f.key {
-			if old, err := os.ReadFile(f.path); err == nil {
-				if bytes.Equal(old, f.body) {
+	for _, f := range plan.Files {
+		if f.Key {
+			if old, err := os.ReadFile(f.Path); err == nil {
+				if bytes.Equal(old, f.Body) {
 					continue
 				}
-				return wrote, fmt.Errorf("%s already exists: not overwriting a key", f.path)
+				return wrote, fmt.Errorf("%s already exists: not overwriting a key", f.Path)
 			}
-		} else if old, err := os.ReadFile(f.path); err == nil && bytes.Equal(old, f.body) {
+		} else if old, err := os.ReadFile(f.Path); err == nil && bytes.Equal(old, f.Body) {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
 			return wrote, err
 		}
-		if err := atomicWrite(f.path, f.body, 0o600); err != nil {
-			return wrote, fmt.Errorf("write %s: %w", f.what, err)
+		write := atomicfile.Write
+		if f.Key {
+			write = atomicfile.Create // never over a key, even one written meanwhile
 		}
-		wrote = append(wrote, fmt.Sprintf("%s (%s, mode 0600)", f.path, f.what))
+		if err := write(f.Path, f.Body, 0o600); err != nil {
+			return wrote, fmt.Errorf("write %s: %w", f.What, err)
+		}
+		wrote = append(wrote, fmt.Sprintf("%s (%s, mode 0600)", f.Path, f.What))
 	}
-	if err := os.MkdirAll(filepath.Dir(plan.manifestPath), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(plan.ManifestPath), 0o750); err != nil {
 		return wrote, err
 	}
-	if old, err := os.ReadFile(plan.manifestPath); err == nil && bytes.Equal(old, plan.manifest) {
-		return append(wrote, plan.manifestPath+" (unchanged)"), nil
+	if old, err := os.ReadFile(plan.ManifestPath); err == nil && bytes.Equal(old, plan.Manifest) {
+		return append(wrote, plan.ManifestPath+" (unchanged)"), nil
 	}
-	if err := atomicWrite(plan.manifestPath, plan.manifest, 0o640); err != nil {
+	if err := atomicfile.Write(plan.ManifestPath, plan.Manifest, 0o640); err != nil {
 		return wrote, fmt.Errorf("write manifests: %w", err)
 	}
-	return append(wrote, plan.manifestPath+" (manifests)"), nil
+	return append(wrote, plan.ManifestPath+" (manifests)"), nil
 }
 
-// atomicWrite replaces name with body through a temporary file in the same
-// directory: a reader (the agent's watcher among them) never sees half a
-// file. The temporary name starts with a dot, which the agent ignores.
-func atomicWrite(name string, body []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// describeSchedule says a schedule in words, for the manifest and the
+// DescribeSchedule says a schedule in words, for the manifest and the
 // wizard.
-func describeSchedule(s string) string {
-	for _, p := range schedulePresets {
-		if p.expr == s {
-			return p.label
+func DescribeSchedule(s string) string {
+	for _, p := range SchedulePresets {
+		if p.Expr == s {
+			return p.Label
 		}
 	}
 	return ""
 }
 
-var schedulePresets = []struct{ expr, label string }{
+var SchedulePresets = []struct{ Expr, Label string }{
 	{"0 * * * *", "every hour, on the hour"},
 	{"0 */6 * * *", "every 6 hours"},
 	{"0 2 * * *", "every day at 02:00"},
