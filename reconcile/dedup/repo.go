@@ -184,8 +184,10 @@ func (x *Index) dropPacks(drop map[string]bool) {
 // LoadIndex reads every index file of the repository repo on dest. Packs an
 // index lists but that dest does not hold, and packs that a pending prune
 // marked (see Prune), are left out: a backup must not reuse their chunks.
-// It returns the index and the keys of the index files read.
-func LoadIndex(ctx context.Context, dest drivers.Destination, repo string) (*Index, []string, error) {
+// Index files that cannot be read or do not match their name are skipped and
+// named in problems; their chunks then count as absent (a backup uploads them
+// again) until RebuildIndex indexes their packs.
+func LoadIndex(ctx context.Context, dest drivers.Destination, repo string) (x *Index, problems []string, err error) {
 	packs, err := listPacks(ctx, dest, repo)
 	if err != nil {
 		return nil, nil, err
@@ -194,29 +196,20 @@ func LoadIndex(ctx context.Context, dest drivers.Destination, repo string) (*Ind
 	if err != nil {
 		return nil, nil, err
 	}
-	objs, err := dest.List(ctx, repo+"index/")
+	files, problems, err := loadIndexFiles(ctx, dest, repo)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list indexes under %s: %w", repo, err)
+		return nil, nil, err
 	}
-	x := NewIndex()
-	var keys []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Key, ".json") {
-			continue
-		}
-		f, err := readIndexFile(ctx, dest, o.Key)
-		if err != nil {
-			return nil, nil, err
-		}
-		keys = append(keys, o.Key)
-		for _, p := range f.Packs {
+	x = NewIndex()
+	for _, f := range files {
+		for _, p := range f.file.Packs {
 			if _, ok := packs[p.ID]; !ok || marks.packs[p.ID] {
 				continue
 			}
 			x.AddPack(p)
 		}
 	}
-	return x, keys, nil
+	return x, problems, nil
 }
 
 func readIndexFile(ctx context.Context, dest drivers.Destination, key string) (*IndexFile, error) {
@@ -224,9 +217,19 @@ func readIndexFile(ctx context.Context, dest drivers.Destination, key string) (*
 	if err != nil {
 		return nil, fmt.Errorf("read index %s: %w", key, err)
 	}
-	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read index %s: %w", key, err)
+	}
+	// Index files are named by the SHA-256 of their content: an edited or
+	// truncated index is caught before it is believed.
+	sum := sha256.Sum256(b)
+	if name := strings.TrimSuffix(path.Base(key), ".json"); name != hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("read index %s: content does not match its name", key)
+	}
 	var f IndexFile
-	dec := json.NewDecoder(rc)
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("read index %s: %w", key, err)
@@ -271,29 +274,29 @@ func listPacks(ctx context.Context, dest drivers.Destination, repo string) (map[
 }
 
 // RebuildIndex reads the tar headers of every pack of repo on dest that no
-// index lists (or of every pack when all is true), writes one index file for
-// them, and returns how many packs it indexed. A pack whose tar cannot be
-// read is skipped and named in the returned error after the others were
-// indexed. Chunk data is not read beyond the headers' stream.
+// readable index lists (or of every pack when all is true), writes one index
+// file for them, then deletes the index files that could not be read. It
+// returns how many packs it indexed. A pack whose tar cannot be read is
+// skipped and named in the returned error after the others were indexed.
+// Rebuilt entries have RawLength 0: tar headers give only sealed sizes.
 func RebuildIndex(ctx context.Context, dest drivers.Destination, repo string, all bool) (int, error) {
 	packs, err := listPacks(ctx, dest, repo)
 	if err != nil {
 		return 0, err
 	}
+	files, _, err := loadIndexFiles(ctx, dest, repo)
+	if err != nil {
+		return 0, err
+	}
 	known := map[string]bool{}
-	if !all {
-		objs, err := dest.List(ctx, repo+"index/")
-		if err != nil {
-			return 0, fmt.Errorf("list indexes under %s: %w", repo, err)
+	readable := map[string]bool{}
+	for _, f := range files {
+		readable[f.key] = true
+		if all {
+			continue
 		}
-		for _, o := range objs {
-			f, err := readIndexFile(ctx, dest, o.Key)
-			if err != nil {
-				continue // an unreadable index is rebuilt from its packs
-			}
-			for _, p := range f.Packs {
-				known[p.ID] = true
-			}
+		for _, p := range f.file.Packs {
+			known[p.ID] = true
 		}
 	}
 	ids := make([]string, 0, len(packs))
@@ -317,6 +320,21 @@ func RebuildIndex(ctx context.Context, dest drivers.Destination, repo string, al
 	if len(entries) > 0 {
 		if _, err := writeIndexFile(ctx, dest, repo, entries); err != nil {
 			return 0, err
+		}
+	}
+	objs, err := dest.List(ctx, repo+"index/")
+	if err != nil {
+		return len(entries), fmt.Errorf("list indexes under %s: %w", repo, err)
+	}
+	for _, o := range objs {
+		if readable[o.Key] || !strings.HasSuffix(o.Key, ".json") {
+			continue
+		}
+		if _, err := readIndexFile(ctx, dest, o.Key); err == nil {
+			continue // written meanwhile by another agent
+		}
+		if err := dest.Delete(ctx, o.Key); err != nil {
+			return len(entries), fmt.Errorf("delete unreadable index %s: %w", o.Key, err)
 		}
 	}
 	if len(bad) > 0 {
