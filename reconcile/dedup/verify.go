@@ -65,7 +65,13 @@ func Verify(ctx context.Context, dest drivers.Destination, repo string, referenc
 			byPack[p.ID] = p
 		}
 	}
-	for id, e := range byPack {
+	indexed := make([]string, 0, len(byPack))
+	for id := range byPack {
+		indexed = append(indexed, id)
+	}
+	sort.Strings(indexed)
+	for _, id := range indexed {
+		e := byPack[id]
 		o, ok := packs[id]
 		switch {
 		case !ok:
