@@ -25,25 +25,42 @@ import (
 type ageZstd struct {
 	recipient *age.X25519Recipient
 	identity  *age.X25519Identity
+	enc       *zstd.Encoder
 }
 
 func newAgeZstd(t *testing.T) ageZstd {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
+	c, err := newAgeZstdB()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ageZstd{recipient: id.Recipient(), identity: id}
+	return c
 }
 
+func newAgeZstdB() (ageZstd, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return ageZstd{}, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return ageZstd{}, err
+	}
+	return ageZstd{recipient: id.Recipient(), identity: id, enc: enc}, nil
+}
+
+// sealWriter collects a chunk, then compresses it with the shared encoder
+// in one call: creating a zstd stream per chunk costs far more than the
+// chunk itself.
 type sealWriter struct {
 	enc *zstd.Encoder
 	age io.WriteCloser
+	buf []byte
 }
 
-func (s sealWriter) Write(p []byte) (int, error) { return s.enc.Write(p) }
-func (s sealWriter) Close() error {
-	if err := s.enc.Close(); err != nil {
+func (s *sealWriter) Write(p []byte) (int, error) { s.buf = append(s.buf, p...); return len(p), nil }
+func (s *sealWriter) Close() error {
+	if _, err := s.age.Write(s.enc.EncodeAll(s.buf, nil)); err != nil {
 		return err
 	}
 	return s.age.Close()
@@ -54,11 +71,7 @@ func (c ageZstd) Seal(w io.Writer) (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(aw, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	return sealWriter{enc: enc, age: aw}, nil
+	return &sealWriter{enc: c.enc, age: aw}, nil
 }
 
 func (c ageZstd) Open(r io.Reader) (io.ReadCloser, error) {

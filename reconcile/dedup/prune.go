@@ -253,7 +253,7 @@ func Prune(ctx context.Context, dest drivers.Destination, repo string, st PruneS
 		}
 		for _, c := range plan.RepackChunks[id] {
 			if pb == nil {
-				pb = newPackBuilder(st.Now)
+				pb = newPackBuilder(st.Now, opts.PackSize)
 			}
 			if err := pb.add(c.ID, data[c.Offset:c.Offset+c.Length], c.RawLength); err != nil {
 				return fmt.Errorf("repack chunk %s: %w", c.ID, err)

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultPackSize is the size at which a pack is closed and uploaded.
-const DefaultPackSize = 32 << 20
+const DefaultPackSize = 16 << 20
 
 // ErrReuseUnavailable is returned by ObjectWriter.Reuse when a destination
 // lacks one of the chunks: the caller must read and write the data instead.
@@ -208,7 +208,7 @@ func (w *Writer) seal(id ID, plain []byte) error {
 		return fmt.Errorf("seal chunk %s: %w", id, err)
 	}
 	if w.pack == nil {
-		w.pack = newPackBuilder(w.cfg.Now())
+		w.pack = newPackBuilder(w.cfg.Now(), w.cfg.PackSize)
 	}
 	if err := w.pack.add(id, w.sealBuf.Bytes(), int64(len(plain))); err != nil {
 		return fmt.Errorf("pack chunk %s: %w", id, err)
