@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -45,6 +46,9 @@ type VerifyReport struct {
 // is for failures to list or read the repository, not for problems found.
 func Verify(ctx context.Context, dest drivers.Destination, repo string, referenced []ID, opts VerifyOptions) (VerifyReport, error) {
 	var rep VerifyReport
+	if opts.ReadData && opts.Opener == nil {
+		return rep, errors.New("verify read-data: no opener")
+	}
 	problem := func(f string, a ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(f, a...)) }
 	packs, err := listPacks(ctx, dest, repo)
 	if err != nil {

@@ -177,6 +177,9 @@ func (w *Writer) addChunk(plain []byte) (ChunkRef, error) {
 	if w.err != nil {
 		return ref, w.err
 	}
+	if w.closed {
+		return ref, errors.New("dedup writer: write after commit")
+	}
 	w.stats.Chunks++
 	w.stats.RawBytes += ref.Size
 	if !w.needed(id) {
@@ -253,7 +256,8 @@ func (w *Writer) Object(name string) (*ObjectWriter, error) {
 }
 
 // ObjectWriter receives one object's stream. It is not safe for concurrent
-// use.
+// use. Every ObjectWriter must be closed before Commit (its chunker runs in a
+// goroutine until then).
 type ObjectWriter struct {
 	w      *Writer
 	name   string
@@ -378,6 +382,11 @@ func (w *Writer) Commit(ctx context.Context) (Stats, error) {
 		marks, err := loadMarks(ctx, t.Dest, w.cfg.Repo)
 		if err != nil {
 			return stats, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		// A run longer than the grace period may see its own packs
+		// marked as unreferenced: refuse as for reused ones.
+		for _, e := range w.written {
+			w.used[i][e.ID] = true
 		}
 		for p := range w.used[i] {
 			if marks.packs[p] {
