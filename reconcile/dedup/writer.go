@@ -103,6 +103,9 @@ func NewWriter(ctx context.Context, cfg Config, targets []Target) (*Writer, erro
 	if cfg.Sealer == nil {
 		return nil, errors.New("dedup writer: no sealer")
 	}
+	if cfg.Key == (Key{}) {
+		return nil, errors.New("dedup writer: no dedup key")
+	}
 	if cfg.PackSize <= 0 {
 		cfg.PackSize = DefaultPackSize
 	}
