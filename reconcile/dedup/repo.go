@@ -128,7 +128,7 @@ func (p *packBuilder) finish() (string, []byte, error) {
 
 // Index maps chunk IDs to one location each, built from a repository's index
 // files (LoadIndex) or its packs (RebuildIndex). It is not safe for
-// concurrent mutation. It costs about 90 bytes of memory per chunk
+// concurrent mutation. It costs about 120 bytes of memory per chunk
 // (BenchmarkIndexMemory): a compact entry per chunk, the pack named by a
 // number.
 type Index struct {
