@@ -230,6 +230,45 @@ func (v *validation) destination(o *Object, s *DestinationSpec) {
 		v.secretFile(o, "spec.ftp.passwordFile", ftp.PasswordFile)
 		v.file(o, "spec.ftp.caFile", ftp.CAFile)
 	}
+	v.bandwidth(o, s.Bandwidth)
+}
+
+// bandwidth checks spec.bandwidth, each problem on its field, with the
+// parsers CompileBandwidth uses.
+func (v *validation) bandwidth(o *Object, b *Bandwidth) {
+	const at = "spec.bandwidth"
+	if b == nil {
+		return
+	}
+	if b.Limit == "" && len(b.Schedule) == 0 {
+		v.add(o, at, "set limit, schedule or both")
+	}
+	if b.TimeZone != "" {
+		if _, err := LoadTimeZone(b.TimeZone); err != nil {
+			v.add(o, at+".timeZone", "%v", err)
+		}
+	}
+	if b.Limit != "" {
+		if _, err := ParseBandwidth(b.Limit); err != nil {
+			v.add(o, at+".limit", "%v", err)
+		}
+	}
+	for i, w := range b.Schedule {
+		p := fmt.Sprintf("%s.schedule[%d]", at, i)
+		if _, err := parseDays(w.Days); err != nil {
+			v.add(o, p+".days", "%v", err)
+		}
+		if w.Between != "" {
+			if _, _, err := parseBetween(w.Between); err != nil {
+				v.add(o, p+".between", "%v", err)
+			}
+		}
+		if w.Limit != "" {
+			if _, err := ParseBandwidth(w.Limit); err != nil {
+				v.add(o, p+".limit", "%v", err)
+			}
+		}
+	}
 }
 
 const encryptionRequired = "is required: set age, openssl or none: true (unencrypted backups must be asked for explicitly)"
