@@ -15,7 +15,12 @@ type osFiles struct{}
 
 func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 
-var _ FileChecker = osFiles{}
+func (osFiles) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+var (
+	_ FileChecker = osFiles{}
+	_ FileReader  = osFiles{}
+)
 
 const ageKey = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
@@ -416,7 +421,7 @@ spec:
 		{
 			name: "destination: one of",
 			manifest: destination(`  local: {path: /a}
-  s3: {provider: aws, bucket: b}
+  s3: {provider: aws, bucket: backups}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
@@ -446,7 +451,7 @@ apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: b2}
 spec:
-  s3: {provider: azure, endpoint: "not a url", bucket: b}
+  s3: {provider: azure, endpoint: "not a url", bucket: backups}
 `),
 			want: []string{
 				`m.yaml:5: Destination/disk: spec.s3.endpoint: is required when provider is other`,
