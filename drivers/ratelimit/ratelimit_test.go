@@ -107,7 +107,7 @@ func openS3(t *testing.T) drivers.Destination {
 }
 
 // TestUploadTakesTime measures real time: 4 MiB at 2 MiB/s cannot take
-// less than about 2 s (the bucket starts full with 40 KiB).
+// less than about 2 s (the bucket starts empty and holds at most 40 KiB).
 func TestUploadTakesTime(t *testing.T) {
 	for name, open := range destinations() {
 		t.Run(name, func(t *testing.T) {
