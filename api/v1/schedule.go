@@ -104,7 +104,7 @@ func (s *Schedule) Next(t time.Time) time.Time {
 		return s.spec.Next(t)
 	}
 	next := s.firstOccurrence(spec, t)
-	if !s.wild || next.IsZero() {
+	if !s.wild || next.IsZero() || !s.fallsBackNear(t) {
 		return next
 	}
 	if again := s.secondOccurrence(spec, t, next); !again.IsZero() {
@@ -126,6 +126,17 @@ func (s *Schedule) firstOccurrence(spec *cron.SpecSchedule, t time.Time) time.Ti
 			return abs
 		}
 	}
+}
+
+// fallsBackNear reports whether the clock of the schedule's zone turns
+// back within a few hours of t. A second occurrence can come before the
+// next first occurrence only then: its first occurrence must lie at or
+// before t, and a repeated span lasts as long as the clock turns back (an
+// hour, at most two).
+func (s *Schedule) fallsBackNear(t time.Time) bool {
+	_, before := t.Add(-3 * time.Hour).In(s.loc).Zone()
+	_, after := t.Add(3 * time.Hour).In(s.loc).Zone()
+	return before > after
 }
 
 // secondOccurrence returns the earliest second occurrence of a scheduled
