@@ -249,7 +249,7 @@ func (v *validation) destination(o *Object, s *DestinationSpec) {
 			v.add(o, "spec.s3.endpoint", "is required when provider is %s", s3.Provider)
 		}
 		if s3.Bucket != "" {
-			if err := checkBucketName(s3.Bucket, s3.Provider == "gcs"); err != nil {
+			if err := CheckBucketName(s3.Provider, s3.Bucket); err != nil {
 				v.add(o, "spec.s3.bucket", "%v", err)
 			}
 		}
@@ -635,12 +635,13 @@ func ParseRetentionDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
-// checkBucketName applies the S3 bucket naming rules, which every S3
+// CheckBucketName applies the S3 bucket naming rules, which every S3
 // service enforces: 3 to 63 lower-case letters, digits, dots and hyphens,
 // starting and ending with a letter or digit, no two dots in a row, not an
 // IP address, none of the reserved prefixes and suffixes. Google Cloud
-// Storage also allows underscores.
-func checkBucketName(name string, gcs bool) error {
+// Storage (provider gcs) also allows underscores.
+func CheckBucketName(provider, name string) error {
+	gcs := provider == "gcs"
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("invalid bucket name %q: %s", name, fmt.Sprintf(format, args...))
 	}
