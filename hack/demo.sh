@@ -1,5 +1,5 @@
 #!/bin/sh
-# make demo: back up the bundled example (manifests/examples/demo.yaml) to a
+# make demo: back up the bundled example (hack/demo.yaml.in) to a
 # local destination, list the snapshot, restore it and compare. Everything
 # goes under _demo/ in the repository (or $AEGIS_DEMO_DIR).
 set -eu
@@ -20,7 +20,7 @@ RECIPIENT=$(sed -n 's/^# public key: //p' "$DEMO/keys/demo.key")
 
 step "write the example manifests into $DEMO/config"
 sed -e "s|@DEMO@|$DEMO|g" -e "s|@REPO@|$REPO|g" -e "s|@RECIPIENT@|$RECIPIENT|g" \
-	manifests/examples/demo.yaml > "$DEMO/config/demo.yaml"
+	hack/demo.yaml.in > "$DEMO/config/demo.yaml"
 "$BIN" validate
 
 step "one reconcile pass: aegis-agent --once"

@@ -31,6 +31,8 @@ var layers = map[string]int{
 	"drivers/registry":                   40,
 	"drivers/drivertest":                 40,
 	"reconcile/observe":                  50,
+	"reconcile/dedup":                    55,
+	"drivers/ratelimit":                  20,
 	"reconcile/snapshot":                 60,
 	"reconcile/retention":                70,
 	"reconcile":                          80,

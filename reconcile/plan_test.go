@@ -441,6 +441,52 @@ func TestCompute(t *testing.T) {
 			wake:  dst(30, 0, 0),
 		},
 		{
+			// 2026-10-25 in Berlin: 03:00 CEST becomes 02:00 CET at 01:00
+			// UTC. An hourly schedule (wildcard hour) runs in both 02:00
+			// hours, as cron runs its wildcard jobs: every real hour.
+			name: "fall back: an hourly schedule is due again in the repeated hour",
+			world: World{
+				Policies: []*v1.BackupPolicy{policy("web", "0 * * * *", inZone("Europe/Berlin"))},
+				Records:  map[string]PolicyRecord{"web": succeeded(time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC))}, // 02:00 CEST
+				Now:      time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC),                                           // 02:30 CET
+			},
+			want:  []Action{{ActionBackup, "web", time.Date(2026, 10, 25, 1, 0, 0, 0, time.UTC), ReasonScheduled}}, // 02:00 CET
+			plans: map[string]PolicyPlan{"web": {"web", true, time.Date(2026, 10, 25, 2, 0, 0, 0, time.UTC), ReasonScheduled}},
+			wake:  time.Date(2026, 10, 25, 2, 0, 0, 0, time.UTC), // 03:00 CET
+		},
+		{
+			name: "fall back: an hourly schedule waits for the second 02:00, one real hour later",
+			world: World{
+				Policies: []*v1.BackupPolicy{policy("web", "0 * * * *", inZone("Europe/Berlin"))},
+				Records:  map[string]PolicyRecord{"web": succeeded(time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC))}, // 02:00 CEST
+				Now:      time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC),                                           // 02:30 CEST
+			},
+			plans: map[string]PolicyPlan{"web": {"web", false, time.Date(2026, 10, 25, 1, 0, 0, 0, time.UTC), ReasonWaitingForSchedule}},
+			wake:  time.Date(2026, 10, 25, 1, 0, 0, 0, time.UTC), // 02:00 CET
+		},
+		{
+			// A fixed hour runs once, at the first 02:30 (CEST).
+			name: "fall back: a daily 02:30 is not due again in the repeated hour",
+			world: World{
+				Policies: []*v1.BackupPolicy{policy("web", "30 2 * * *", inZone("Europe/Berlin"))},
+				Records:  map[string]PolicyRecord{"web": succeeded(time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC))}, // 02:30 CEST
+				Now:      time.Date(2026, 10, 25, 1, 45, 0, 0, time.UTC),                                            // 02:45 CET
+			},
+			plans: map[string]PolicyPlan{"web": {"web", false, time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC), ReasonWaitingForSchedule}},
+			wake:  time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC), // 02:30 CET the next day
+		},
+		{
+			name: "fall back: a daily 02:30 missed in the first hour is caught up once",
+			world: World{
+				Policies: []*v1.BackupPolicy{policy("web", "30 2 * * *", inZone("Europe/Berlin"))},
+				Records:  map[string]PolicyRecord{"web": succeeded(time.Date(2026, 10, 24, 0, 30, 0, 0, time.UTC))}, // 02:30 CEST the day before
+				Now:      time.Date(2026, 10, 25, 1, 45, 0, 0, time.UTC),                                            // 02:45 CET
+			},
+			want:  []Action{{ActionBackup, "web", time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC), ReasonScheduled}}, // 02:30 CEST
+			plans: map[string]PolicyPlan{"web": {"web", true, time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC), ReasonScheduled}},
+			wake:  time.Date(2026, 10, 26, 1, 30, 0, 0, time.UTC),
+		},
+		{
 			name: "several policies: actions sorted by policy then type, earliest wake",
 			world: World{
 				Policies: []*v1.BackupPolicy{

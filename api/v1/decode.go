@@ -86,6 +86,9 @@ func (o *Object) isBroken(path string) bool {
 // on an object that has errors (see ErrorList.For). The errors are sorted by
 // line.
 func Decode(file string, data []byte) ([]*Object, ErrorList) {
+	if err, tooBig := CheckManifestSize(file, int64(len(data))); tooBig {
+		return nil, ErrorList{err}
+	}
 	var (
 		objs []*Object
 		errs ErrorList
@@ -143,7 +146,11 @@ func decodeDocument(file string, root *yaml.Node) (*Object, ErrorList) {
 	if d.tooBig {
 		// The other errors would repeat for every copy.
 		d.errs = nil
-		d.errorf(root.Line, "", "document expands to more than %d values through aliases", maxNodes)
+		if d.aliased {
+			d.errorf(root.Line, "", "document expands to more than %d values through aliases", maxNodes)
+		} else {
+			d.errorf(root.Line, "", "document has more than %d values", maxNodes)
+		}
 		return nil, d.errs
 	}
 
@@ -174,8 +181,24 @@ func decodeDocument(file string, root *yaml.Node) (*Object, ErrorList) {
 	return o, d.errs
 }
 
-// maxNodes bounds the nodes one document may expand to through aliases.
+// maxNodes bounds the nodes one document may hold or expand to through
+// aliases.
 const maxNodes = 100000
+
+// MaxManifestSize is the largest manifest file Aegis reads, 1 MiB: far
+// above any real policy, and a bound on the memory and time one file costs.
+const MaxManifestSize = 1 << 20
+
+// CheckManifestSize returns the error for a manifest file of size bytes
+// and true when it is over MaxManifestSize; a loader may call it with the
+// file's size before reading the file, and Decode calls it too.
+func CheckManifestSize(file string, size int64) (FieldError, bool) {
+	if size <= MaxManifestSize {
+		return FieldError{}, false
+	}
+	return FieldError{File: file, Message: fmt.Sprintf(
+		"manifest file is %d bytes, over the limit of 1 MiB (%d bytes); split it into several files", size, MaxManifestSize)}, true
+}
 
 // docDecoder checks one document's node tree against the Go type it decodes
 // into, records the line of every field, and builds a copy of the tree
@@ -189,6 +212,9 @@ type docDecoder struct {
 	errs             ErrorList
 	nodes            int
 	tooBig           bool
+	// aliased is set once the walk has followed an alias: only then can
+	// the document be bigger than its text.
+	aliased bool
 }
 
 func (d *docDecoder) errorf(line int, path, format string, args ...any) {
@@ -282,6 +308,9 @@ func emptySeq() *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!
 // value is dropped. line is where a problem with the value is reported: the
 // line of its key, or of the item in a list.
 func (d *docDecoder) walk(n *yaml.Node, t reflect.Type, path string, line int) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		d.aliased = true
+	}
 	n = deref(n)
 	if d.nodes++; d.nodes > maxNodes {
 		d.tooBig = true
@@ -402,6 +431,10 @@ func describe(n *yaml.Node) string {
 		return "a list"
 	}
 	v := n.Value
+	if isAgeSecretKey(v) {
+		// Never repeat a secret in a message.
+		return "an age secret key (AGE-SECRET-KEY-..., not shown)"
+	}
 	if r := []rune(v); len(r) > 80 {
 		v = string(r[:77]) + "..."
 	}
@@ -431,6 +464,9 @@ func (d *docDecoder) pairs(m *yaml.Node, path string) []pair {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		if dk := deref(k); dk.Kind == yaml.ScalarNode && dk.ShortTag() == "!!merge" {
+			if v.Kind == yaml.AliasNode || v.Kind == yaml.SequenceNode {
+				d.aliased = true
+			}
 			src := deref(v)
 			var maps []*yaml.Node
 			switch src.Kind {

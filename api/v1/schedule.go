@@ -17,6 +17,10 @@ type Schedule struct {
 	expr string
 	loc  *time.Location
 	spec cron.Schedule
+	// wild is set when the minute or the hour field starts with "*" (as
+	// "0 * * * *", "*/15 2 * * *" or @hourly): cron runs such a job in
+	// every real hour, the repeated one included.
+	wild bool
 }
 
 // ParseSchedule parses a 5-field cron expression or a descriptor (@hourly,
@@ -48,7 +52,20 @@ func ParseSchedule(expr, tz string) (*Schedule, error) {
 		// Next works on wall-clock times carried in UTC fields.
 		ss.Location = time.UTC
 	}
-	return &Schedule{expr: e, loc: loc, spec: spec}, nil
+	return &Schedule{expr: e, loc: loc, spec: spec, wild: isWild(e)}, nil
+}
+
+// isWild reports whether a parsed expression's minute or hour field starts
+// with "*", the test cron applies when the clock falls back.
+func isWild(expr string) bool {
+	if expr == "@hourly" {
+		return true
+	}
+	if strings.HasPrefix(expr, "@") {
+		return false
+	}
+	f := strings.Fields(expr)
+	return len(f) >= 2 && (strings.HasPrefix(f[0], "*") || strings.HasPrefix(f[1], "*"))
 }
 
 // LoadTimeZone resolves an IANA zone name; "" is UTC.
@@ -75,16 +92,31 @@ var zones sync.Map
 //
 // Cron expressions follow the wall clock of the schedule's time zone, as
 // cron does: a time that does not exist that day (the hour skipped when
-// clocks spring forward) runs at the moment the clock jumps; a time that
-// occurs twice (the hour repeated when clocks fall back) runs once, at its
-// first occurrence. @every durations count real time.
+// clocks spring forward) runs at the moment the clock jumps. A time that
+// occurs twice (the hour repeated when clocks fall back) runs at both
+// occurrences when the minute or hour field starts with "*" ("0 * * * *",
+// "*/10 2 * * *", @hourly), so such a schedule keeps running every real
+// hour; any other schedule ("30 2 * * *", @daily) runs once, at the first
+// occurrence. @every durations count real time.
 func (s *Schedule) Next(t time.Time) time.Time {
 	spec, ok := s.spec.(*cron.SpecSchedule)
 	if !ok {
 		return s.spec.Next(t)
 	}
-	lt := t.In(s.loc)
-	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	next := s.firstOccurrence(spec, t)
+	if !s.wild || next.IsZero() || !s.fallsBackNear(t) {
+		return next
+	}
+	if again := s.secondOccurrence(spec, t, next); !again.IsZero() {
+		return again
+	}
+	return next
+}
+
+// firstOccurrence is the first scheduled time after t when every
+// wall-clock time counts once, at its first occurrence.
+func (s *Schedule) firstOccurrence(spec *cron.SpecSchedule, t time.Time) time.Time {
+	wall := wallClock(t.In(s.loc))
 	for {
 		wall = spec.Next(wall)
 		if wall.IsZero() {
@@ -94,6 +126,75 @@ func (s *Schedule) Next(t time.Time) time.Time {
 			return abs
 		}
 	}
+}
+
+// fallsBackNear reports whether the clock of the schedule's zone turns
+// back within a few hours of t. A second occurrence can come before the
+// next first occurrence only then: its first occurrence must lie at or
+// before t, and a repeated span lasts as long as the clock turns back (an
+// hour, at most two).
+func (s *Schedule) fallsBackNear(t time.Time) bool {
+	_, before := t.Add(-3 * time.Hour).In(s.loc).Zone()
+	_, after := t.Add(3 * time.Hour).In(s.loc).Zone()
+	return before > after
+}
+
+// secondOccurrence returns the earliest second occurrence of a scheduled
+// wall-clock time that lies after t and before limit (zero: no limit), or
+// the zero time. Second occurrences exist only in the repeated span after
+// a transition that turns the clock back: the one that started the zone
+// period of t, and those up to limit.
+func (s *Schedule) secondOccurrence(spec *cron.SpecSchedule, t, limit time.Time) time.Time {
+	start, end := t.In(s.loc).ZoneBounds()
+	var best time.Time
+	for transition := start; ; {
+		if again := s.repeatedAfter(spec, transition, t); !again.IsZero() && (best.IsZero() || again.Before(best)) {
+			best = again
+		}
+		if end.IsZero() || (!limit.IsZero() && end.After(limit)) || (!best.IsZero() && end.After(best)) {
+			return best
+		}
+		transition = end
+		_, end = end.In(s.loc).ZoneBounds()
+	}
+}
+
+// repeatedAfter returns the earliest second occurrence after t of a
+// scheduled wall-clock time repeated by the transition at instant tr, or
+// the zero time when tr turns the clock forward or there is none.
+func (s *Schedule) repeatedAfter(spec *cron.SpecSchedule, tr, t time.Time) time.Time {
+	if tr.IsZero() {
+		return time.Time{}
+	}
+	_, before := tr.Add(-time.Nanosecond).In(s.loc).Zone()
+	_, after := tr.In(s.loc).Zone()
+	if before <= after {
+		return time.Time{}
+	}
+	// The wall clock shows [from, to) again from tr on: first in the old
+	// offset, now in the new one.
+	from := wallClock(tr.In(s.loc))
+	to := from.Add(time.Duration(before-after) * time.Second)
+	search := from.Add(-time.Second) // Next is strictly after, to the second
+	if tw := wallClock(t.In(s.loc)); !t.Before(tr) && tw.After(search) {
+		search = tw
+	}
+	wall := spec.Next(search)
+	if wall.IsZero() || !wall.Before(to) {
+		return time.Time{}
+	}
+	// In the new offset: the wall time minus the offset after tr.
+	abs := wall.Add(-time.Duration(after) * time.Second)
+	if !abs.After(t) {
+		return time.Time{}
+	}
+	return abs.In(s.loc)
+}
+
+// wallClock carries the wall-clock reading of t in UTC fields, the form
+// cron's Next works on.
+func wallClock(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 }
 
 // instant maps a wall-clock time (carried in UTC fields) to the real

@@ -119,16 +119,125 @@ func TestScheduleNext(t *testing.T) {
 		},
 		{
 			// On fall-back (02:00 EDT -> 01:00 EST) the wall clock shows
-			// 01:00 twice; each wall-clock time runs once, at its first
-			// occurrence, so the repeated hour gives no second run.
+			// 01:00 twice; a schedule whose hour is "*" runs in every
+			// real hour, as cron runs its wildcard jobs.
 			name: "DST fall back: hourly in New York",
 			expr: "0 * * * *",
 			tz:   "America/New_York",
 			from: time.Date(2025, 11, 2, 0, 30, 0, 0, newYork),
 			want: []time.Time{
 				time.Date(2025, 11, 2, 5, 0, 0, 0, utc), // 01:00 EDT
+				time.Date(2025, 11, 2, 6, 0, 0, 0, utc), // 01:00 EST
 				time.Date(2025, 11, 2, 7, 0, 0, 0, utc), // 02:00 EST
 				time.Date(2025, 11, 2, 8, 0, 0, 0, utc), // 03:00 EST
+			},
+		},
+		{
+			// 2026-10-25 in Berlin: 03:00 CEST becomes 02:00 CET at
+			// 01:00 UTC, so 02:00-02:59 is shown twice.
+			name: "DST fall back: hourly in Berlin runs every real hour",
+			expr: "0 * * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 24, 23, 30, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 10, 25, 0, 0, 0, 0, utc), // 02:00 CEST
+				time.Date(2026, 10, 25, 1, 0, 0, 0, utc), // 02:00 CET
+				time.Date(2026, 10, 25, 2, 0, 0, 0, utc), // 03:00 CET
+				time.Date(2026, 10, 25, 3, 0, 0, 0, utc), // 04:00 CET
+			},
+		},
+		{
+			name: "DST fall back: @hourly is a wildcard hour too",
+			expr: "@hourly",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 25, 0, 0, 0, 0, utc), // 02:00 CEST
+			want: []time.Time{
+				time.Date(2026, 10, 25, 1, 0, 0, 0, utc), // 02:00 CET
+				time.Date(2026, 10, 25, 2, 0, 0, 0, utc), // 03:00 CET
+			},
+		},
+		{
+			name: "DST fall back: from inside the first occurrence",
+			expr: "0 * * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 25, 0, 30, 0, 0, utc), // 02:30 CEST
+			want: []time.Time{
+				time.Date(2026, 10, 25, 1, 0, 0, 0, utc), // 02:00 CET
+				time.Date(2026, 10, 25, 2, 0, 0, 0, utc), // 03:00 CET
+			},
+		},
+		{
+			name: "DST fall back: every 30 minutes",
+			expr: "*/30 * * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 24, 23, 50, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 10, 25, 0, 0, 0, 0, utc),  // 02:00 CEST
+				time.Date(2026, 10, 25, 0, 30, 0, 0, utc), // 02:30 CEST
+				time.Date(2026, 10, 25, 1, 0, 0, 0, utc),  // 02:00 CET
+				time.Date(2026, 10, 25, 1, 30, 0, 0, utc), // 02:30 CET
+				time.Date(2026, 10, 25, 2, 0, 0, 0, utc),  // 03:00 CET
+			},
+		},
+		{
+			// A wildcard minute makes a job wild for cron, even with a
+			// fixed hour: it runs in both 02:00 hours.
+			name: "DST fall back: a wildcard minute in a fixed hour",
+			expr: "*/20 2 * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 25, 0, 30, 0, 0, utc), // 02:30 CEST
+			want: []time.Time{
+				time.Date(2026, 10, 25, 0, 40, 0, 0, utc), // 02:40 CEST
+				time.Date(2026, 10, 25, 1, 0, 0, 0, utc),  // 02:00 CET
+				time.Date(2026, 10, 25, 1, 20, 0, 0, utc), // 02:20 CET
+				time.Date(2026, 10, 25, 1, 40, 0, 0, utc), // 02:40 CET
+				time.Date(2026, 10, 26, 1, 0, 0, 0, utc),  // 02:00 CET, the next day
+			},
+		},
+		{
+			name: "DST fall back: daily 02:30 in Berlin runs once",
+			expr: "30 2 * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 24, 12, 0, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 10, 25, 0, 30, 0, 0, utc), // 02:30 CEST
+				time.Date(2026, 10, 26, 1, 30, 0, 0, utc), // 02:30 CET, the next day
+			},
+		},
+		{
+			name: "DST fall back: a fixed hour list runs once",
+			expr: "0 1-3 * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 10, 24, 22, 30, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 10, 24, 23, 0, 0, 0, utc), // 01:00 CEST
+				time.Date(2026, 10, 25, 0, 0, 0, 0, utc),  // 02:00 CEST
+				time.Date(2026, 10, 25, 2, 0, 0, 0, utc),  // 03:00 CET
+				time.Date(2026, 10, 26, 0, 0, 0, 0, utc),  // 01:00 CET, the next day
+			},
+		},
+		{
+			// Unchanged by the fall-back rule: the skipped 02:00 runs when
+			// the clock jumps, at the same instant as 03:00 CEST.
+			name: "DST spring forward: hourly in Berlin",
+			expr: "0 * * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 3, 28, 23, 30, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 3, 29, 0, 0, 0, 0, utc), // 01:00 CET
+				time.Date(2026, 3, 29, 1, 0, 0, 0, utc), // 03:00 CEST
+				time.Date(2026, 3, 29, 2, 0, 0, 0, utc), // 04:00 CEST
+			},
+		},
+		{
+			name: "DST spring forward: half past every hour in Berlin",
+			expr: "30 * * * *",
+			tz:   "Europe/Berlin",
+			from: time.Date(2026, 3, 29, 0, 0, 0, 0, utc),
+			want: []time.Time{
+				time.Date(2026, 3, 29, 0, 30, 0, 0, utc), // 01:30 CET
+				time.Date(2026, 3, 29, 1, 0, 0, 0, utc),  // 02:30 does not exist: 03:00 CEST
+				time.Date(2026, 3, 29, 1, 30, 0, 0, utc), // 03:30 CEST
 			},
 		},
 		{

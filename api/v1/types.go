@@ -39,6 +39,9 @@ type DestinationSpec struct {
 	S3    *S3Destination    `json:"s3,omitempty"`
 	SFTP  *SFTPDestination  `json:"sftp,omitempty"`
 	FTP   *FTPDestination   `json:"ftp,omitempty"`
+	// Bandwidth caps the rate of uploads to, and downloads from, this
+	// destination; nil means no limit.
+	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
 }
 
 // Driver returns the name of the block that is set, or "" if none is.

@@ -4,30 +4,61 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-playground/validator/v10"
 )
 
 // FileChecker gives validation the facts it needs about referenced files.
-// os.Stat fits; tests pass a fake.
+// os.Stat fits; tests pass a fake. A FileChecker that is also a FileReader
+// lets validation look inside recipients files.
 type FileChecker interface {
 	Stat(path string) (fs.FileInfo, error)
 }
 
-// Validate checks decoded objects: their field rules, the rules between
-// fields, the references between objects (names unique per kind,
-// destinations that exist) and the files they reference. A nil FileChecker
-// skips the file checks. Every problem is reported, on the line of the
-// offending field (or of its parent when the field is missing), sorted by
-// file and line.
+// FileReader reads a referenced file (os.ReadFile fits).
+type FileReader interface {
+	ReadFile(path string) ([]byte, error)
+}
+
+// ValidateOptions say how far validation looks beyond the manifests.
+type ValidateOptions struct {
+	// Files gives the facts about the files manifests reference; nil
+	// checks none.
+	Files FileChecker
+	// Offline checks the schema, names, references between objects and
+	// the rules across objects, but no referenced file, whatever Files is:
+	// for CI on a machine that is not the backup host.
+	Offline bool
+	// AgentUID is the effective user ID the agent runs as (os.Geteuid()):
+	// a secret or key file must be owned by root or by this user. Checked
+	// only when Files gives ownership (a *syscall.Stat_t from Sys()).
+	AgentUID int
+}
+
+// Validate checks objects as ValidateWith does, with the files that fc
+// describes, for an agent running as the current effective user.
 func Validate(objs []*Object, fc FileChecker) ErrorList {
-	v := &validation{fc: fc}
+	return ValidateWith(objs, ValidateOptions{Files: fc, AgentUID: os.Geteuid()})
+}
+
+// ValidateWith checks decoded objects: their field rules, the rules between
+// fields, the references between objects (names unique per kind,
+// destinations that exist) and, unless opts.Offline, the files they
+// reference. Every problem is reported, on the line of the offending field
+// (or of its parent when the field is missing), sorted by file and line.
+func ValidateWith(objs []*Object, opts ValidateOptions) ErrorList {
+	v := &validation{fc: opts.Files, uid: opts.AgentUID}
+	if opts.Offline {
+		v.fc = nil
+	}
 	for _, o := range objs {
 		switch {
 		case o.Policy != nil:
@@ -58,6 +89,7 @@ func Defaults(p *BackupPolicy) {
 
 type validation struct {
 	fc   FileChecker
+	uid  int
 	errs ErrorList
 }
 
@@ -216,6 +248,11 @@ func (v *validation) destination(o *Object, s *DestinationSpec) {
 		if s3.Endpoint == "" && (s3.Provider == "other" || s3.Provider == "minio") {
 			v.add(o, "spec.s3.endpoint", "is required when provider is %s", s3.Provider)
 		}
+		if s3.Bucket != "" {
+			if err := CheckBucketName(s3.Provider, s3.Bucket); err != nil {
+				v.add(o, "spec.s3.bucket", "%v", err)
+			}
+		}
 		v.secretFile(o, "spec.s3.credentialsFile", s3.CredentialsFile)
 	}
 	if sftp := s.SFTP; sftp != nil {
@@ -229,6 +266,45 @@ func (v *validation) destination(o *Object, s *DestinationSpec) {
 	if ftp := s.FTP; ftp != nil {
 		v.secretFile(o, "spec.ftp.passwordFile", ftp.PasswordFile)
 		v.file(o, "spec.ftp.caFile", ftp.CAFile)
+	}
+	v.bandwidth(o, s.Bandwidth)
+}
+
+// bandwidth checks spec.bandwidth, each problem on its field, with the
+// parsers CompileBandwidth uses.
+func (v *validation) bandwidth(o *Object, b *Bandwidth) {
+	const at = "spec.bandwidth"
+	if b == nil {
+		return
+	}
+	if b.Limit == "" && len(b.Schedule) == 0 {
+		v.add(o, at, "set limit, schedule or both")
+	}
+	if b.TimeZone != "" {
+		if _, err := LoadTimeZone(b.TimeZone); err != nil {
+			v.add(o, at+".timeZone", "%v", err)
+		}
+	}
+	if b.Limit != "" {
+		if _, err := ParseBandwidth(b.Limit); err != nil {
+			v.add(o, at+".limit", "%v", err)
+		}
+	}
+	for i, w := range b.Schedule {
+		p := fmt.Sprintf("%s.schedule[%d]", at, i)
+		if _, err := parseDays(w.Days); err != nil {
+			v.add(o, p+".days", "%v", err)
+		}
+		if w.Between != "" {
+			if _, _, err := parseBetween(w.Between); err != nil {
+				v.add(o, p+".between", "%v", err)
+			}
+		}
+		if w.Limit != "" {
+			if _, err := ParseBandwidth(w.Limit); err != nil {
+				v.add(o, p+".limit", "%v", err)
+			}
+		}
 	}
 }
 
@@ -323,19 +399,19 @@ func (v *validation) encryption(o *Object, e *Encryption) {
 	}
 	v.oneOf(o, at, []string{"age", "openssl", "none"}, []bool{e.Age != nil, e.OpenSSL != nil, e.None})
 	if age := e.Age; age != nil {
-		if len(age.Recipients) == 0 && age.RecipientsFile == "" {
+		if len(age.Recipients) == 0 && age.RecipientsFile == "" && !o.isBroken(at+".age.recipients") {
 			v.add(o, at+".age", "set recipients or recipientsFile")
 		}
 		for i, r := range age.Recipients {
 			p := fmt.Sprintf("%s.age.recipients[%d]", at, i)
 			switch {
-			case strings.HasPrefix(strings.ToUpper(r), "AGE-SECRET-KEY-"):
+			case isAgeSecretKey(r):
 				v.add(o, p, "is an age secret key: a manifest must name public keys (age1...) only")
 			case !isAgeRecipient(r):
 				v.add(o, p, "must be an age public key (age1...)")
 			}
 		}
-		v.file(o, at+".age.recipientsFile", age.RecipientsFile)
+		v.recipientsFile(o, at+".age.recipientsFile", age.RecipientsFile)
 	}
 	if ssl := e.OpenSSL; ssl != nil {
 		v.secretFile(o, at+".openssl.keyFile", ssl.KeyFile)
@@ -403,6 +479,48 @@ func (v *validation) secretFile(o *Object, at, name string) {
 		v.add(o, at, "secret file %s is readable by group or others (mode %04o); chmod 600 it", name, perm)
 	case perm&0o022 != 0:
 		v.add(o, at, "secret file %s is writable by group or others (mode %04o); chmod 600 it", name, perm)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int64(st.Uid) != int64(v.uid) {
+		if v.uid == 0 {
+			v.add(o, at, "secret file %s is owned by uid %d, not by root, the user the agent runs as; chown root it", name, st.Uid)
+		} else {
+			v.add(o, at, "secret file %s is owned by uid %d, not by root or by uid %d, the user the agent runs as; chown it", name, st.Uid, v.uid)
+		}
+	}
+}
+
+// isAgeSecretKey reports whether s is an age identity, which must never
+// be where recipients belong (nor repeated in a message).
+func isAgeSecretKey(s string) bool {
+	return strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s)), "AGE-SECRET-KEY-")
+}
+
+// recipientsFile checks an age recipients file: it must exist and hold no
+// identity (the output of age-keygen is an identity file, not a recipients
+// file). The secret is never repeated.
+func (v *validation) recipientsFile(o *Object, at, name string) {
+	fi, ok := v.stat(o, at, name)
+	if !ok {
+		return
+	}
+	if fi.IsDir() {
+		v.add(o, at, "file %s is a directory", name)
+		return
+	}
+	r, ok := v.fc.(FileReader)
+	if !ok {
+		return
+	}
+	data, err := r.ReadFile(name)
+	if err != nil {
+		v.add(o, at, "cannot read file %s: %v", name, err)
+		return
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if isAgeSecretKey(line) {
+			v.add(o, at, "file %s holds an age secret key on line %d: a recipients file must list public keys (age1...) only; keep the identity for restores and list its public key here", name, i+1)
+			return
+		}
 	}
 }
 
@@ -516,3 +634,46 @@ func ParseRetentionDuration(s string) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// CheckBucketName applies the S3 bucket naming rules, which every S3
+// service enforces: 3 to 63 lower-case letters, digits, dots and hyphens,
+// starting and ending with a letter or digit, no two dots in a row, not an
+// IP address, none of the reserved prefixes and suffixes. Google Cloud
+// Storage (provider gcs) also allows underscores.
+func CheckBucketName(provider, name string) error {
+	gcs := provider == "gcs"
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("invalid bucket name %q: %s", name, fmt.Sprintf(format, args...))
+	}
+	if n := len(name); n < 3 || n > 63 {
+		return bad("it is %d characters long; S3 allows 3 to 63", n)
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-':
+		case c == '_' && gcs:
+		case c >= 'A' && c <= 'Z':
+			return bad("upper-case letters are not allowed (did you mean %q?)", strings.ToLower(name))
+		case c == '/':
+			return bad("a bucket name has no \"/\": put the path inside the bucket in prefix")
+		default:
+			return bad("%q is not allowed; use lower-case letters, digits, dots and hyphens", c)
+		}
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	switch {
+	case !alnum(name[0]) || !alnum(name[len(name)-1]):
+		return bad("it must begin and end with a lower-case letter or a digit")
+	case strings.Contains(name, ".."):
+		return bad("it must not have two dots in a row")
+	case ipv4Like.MatchString(name):
+		return bad("it must not be formatted as an IP address")
+	case strings.HasPrefix(name, "xn--"), strings.HasPrefix(name, "sthree-"):
+		return bad("the prefixes xn-- and sthree- are reserved")
+	case strings.HasSuffix(name, "-s3alias"), strings.HasSuffix(name, "--ol-s3"), strings.HasSuffix(name, "--x-s3"):
+		return bad("the suffixes -s3alias, --ol-s3 and --x-s3 are reserved")
+	}
+	return nil
+}
+
+var ipv4Like = regexp.MustCompile(`^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$`)

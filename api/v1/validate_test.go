@@ -15,7 +15,12 @@ type osFiles struct{}
 
 func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 
-var _ FileChecker = osFiles{}
+func (osFiles) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+var (
+	_ FileChecker = osFiles{}
+	_ FileReader  = osFiles{}
+)
 
 const ageKey = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
@@ -59,6 +64,7 @@ kind: Destination
 metadata: {name: disk}
 spec:
   local: {path: /var/backups/aegis}
+  bandwidth: {limit: 0}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
@@ -79,6 +85,13 @@ kind: Destination
 metadata: {name: minio}
 spec:
   s3: {provider: minio, endpoint: "http://127.0.0.1:9000", bucket: backups, credentialsFile: $DIR/s3.env}
+  bandwidth:
+    limit: 50MiB/s
+    timeZone: Europe/Berlin
+    schedule:
+      - {days: Mon-Fri, between: "08:00-18:00", limit: 5MiB/s}
+      - {days: "Sat,Sun", between: "22:00-06:00", limit: unlimited}
+      - {between: "12:00-13:00", limit: 500KiB/s}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
@@ -408,7 +421,7 @@ spec:
 		{
 			name: "destination: one of",
 			manifest: destination(`  local: {path: /a}
-  s3: {provider: aws, bucket: b}
+  s3: {provider: aws, bucket: backups}
 ---
 apiVersion: aegis.io/v1
 kind: Destination
@@ -438,7 +451,7 @@ apiVersion: aegis.io/v1
 kind: Destination
 metadata: {name: b2}
 spec:
-  s3: {provider: azure, endpoint: "not a url", bucket: b}
+  s3: {provider: azure, endpoint: "not a url", bucket: backups}
 `),
 			want: []string{
 				`m.yaml:5: Destination/disk: spec.s3.endpoint: is required when provider is other`,
@@ -493,6 +506,36 @@ spec:
 				`m.yaml:7: Destination/disk: spec.ftp.port: must be at least 1`,
 				`m.yaml:11: Destination/disk: spec.ftp.tls: must be one of: none explicit implicit`,
 				`m.yaml:12: Destination/disk: spec.ftp.caFile: file $DIR/ca.pem does not exist`,
+			},
+		},
+		{
+			name: "bandwidth",
+			manifest: destination(`  local: {path: /a}
+  bandwidth:
+    limit: 50Mbps
+    timeZone: Europe/Atlantis
+    schedule:
+      - {days: Mon-Fry, between: "8-18", limit: 5MiB/s}
+      - {days: "Sat,Sun", between: "22:00-22:00", limit: 100B/s}
+      - {limit: 1GB/s}
+      - {between: "22:00-06:00", limit: 0}
+---
+apiVersion: aegis.io/v1
+kind: Destination
+metadata: {name: empty}
+spec:
+  local: {path: /b}
+  bandwidth: {}
+`),
+			want: []string{
+				`m.yaml:7: Destination/disk: spec.bandwidth.limit: invalid rate "50Mbps": use a number and a unit per second, such as 500KiB/s, 5MiB/s or 1GB/s (0 or unlimited for no limit)`,
+				`m.yaml:8: Destination/disk: spec.bandwidth.timeZone: unknown time zone "Europe/Atlantis"`,
+				`m.yaml:10: Destination/disk: spec.bandwidth.schedule[0].days: invalid days "Mon-Fry": use Mon, Tue, Wed, Thu, Fri, Sat, Sun, ranges such as Mon-Fri and lists such as Sat,Sun`,
+				`m.yaml:10: Destination/disk: spec.bandwidth.schedule[0].between: invalid time range "8-18": use HH:MM-HH:MM, such as 08:00-18:00 or 22:00-06:00`,
+				`m.yaml:11: Destination/disk: spec.bandwidth.schedule[1].between: time range "22:00-22:00" is empty (00:00-24:00 is the whole day)`,
+				`m.yaml:11: Destination/disk: spec.bandwidth.schedule[1].limit: rate "100B/s" is below the minimum of 1KiB/s (0 or unlimited for no limit)`,
+				`m.yaml:12: Destination/disk: spec.bandwidth.schedule[2].between: is required`,
+				`m.yaml:20: Destination/empty: spec.bandwidth: set limit, schedule or both`,
 			},
 		},
 		{

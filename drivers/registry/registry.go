@@ -14,6 +14,7 @@ import (
 	"github.com/aegis-backup/aegis/drivers/local"
 	"github.com/aegis-backup/aegis/drivers/mysql"
 	"github.com/aegis-backup/aegis/drivers/postgres"
+	"github.com/aegis-backup/aegis/drivers/ratelimit"
 	"github.com/aegis-backup/aegis/drivers/retry"
 	"github.com/aegis-backup/aegis/drivers/s3"
 	"github.com/aegis-backup/aegis/drivers/sftp"
@@ -87,9 +88,24 @@ func Source(src v1.Source, opts Options) (drivers.Source, error) {
 	return newSource(src, opts), nil
 }
 
-// Destination returns the driver for a Destination. A driver this build
-// does not have yet gives an error wrapping drivers.ErrNotSupported.
+// Destination returns the driver for a Destination, limited to the rates
+// of its spec.bandwidth (ratelimit.Describe says which is in force). A
+// driver this build does not have yet gives an error wrapping
+// drivers.ErrNotSupported.
 func Destination(d *v1.Destination, opts Options) (drivers.Destination, error) {
+	dst, err := destinationDriver(d, opts)
+	if err != nil || d.Spec.Bandwidth == nil {
+		return dst, err
+	}
+	sched, err := v1.CompileBandwidth(d.Spec.Bandwidth)
+	if err != nil {
+		dst.Close()
+		return nil, fmt.Errorf("destination %s: %w", d.Metadata.Name, err)
+	}
+	return ratelimit.New(dst, sched, ratelimit.Options{}), nil
+}
+
+func destinationDriver(d *v1.Destination, opts Options) (drivers.Destination, error) {
 	kind := d.Spec.Driver()
 	if kind == "" {
 		return nil, fmt.Errorf("destination %s: no driver block set", d.Metadata.Name)
