@@ -93,6 +93,18 @@ type osFiles struct{}
 
 func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 
+// ReadFile lets validation look into recipients files (an age identity
+// where recipients belong).
+func (osFiles) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+// LoadOptions change what LoadConfigWith checks.
+type LoadOptions struct {
+	// Offline checks schema, names, references and cross-object rules but
+	// no file the manifests reference: GitOps CI on a machine that is not
+	// the backup host.
+	Offline bool
+}
+
 // LoadConfig reads and validates the manifests in paths (files, or
 // directories whose manifest files are read, not recursively).
 //
@@ -104,6 +116,11 @@ func (osFiles) Stat(name string) (fs.FileInfo, error) { return os.Stat(name) }
 // silence. Only a path given in paths that cannot be read at all is an
 // error of LoadConfig.
 func LoadConfig(paths ...string) (*Config, error) {
+	return LoadConfigWith(LoadOptions{}, paths...)
+}
+
+// LoadConfigWith is LoadConfig with options.
+func LoadConfigWith(opts LoadOptions, paths ...string) (*Config, error) {
 	cfg := &Config{}
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -135,7 +152,7 @@ func LoadConfig(paths ...string) (*Config, error) {
 		cfg.Objects = append(cfg.Objects, objs...)
 		cfg.Errors = append(cfg.Errors, errs...)
 	}
-	cfg.Errors = append(cfg.Errors, v1.Validate(cfg.Objects, osFiles{})...)
+	cfg.Errors = append(cfg.Errors, v1.ValidateWith(cfg.Objects, v1.ValidateOptions{Files: osFiles{}, Offline: opts.Offline, AgentUID: os.Geteuid()})...)
 	sort.SliceStable(cfg.Errors, func(i, j int) bool {
 		a, b := cfg.Errors[i], cfg.Errors[j]
 		if a.File != b.File {
@@ -161,6 +178,10 @@ func readManifest(name string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("cannot read this manifest: it is not a regular file (%s)", describeMode(fi.Mode()))
+	}
+	if fe, over := v1.CheckManifestSize(name, fi.Size()); over {
+		// Never read a file that big: say so instead.
+		return nil, errors.New(fe.Message)
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/ratelimit"
 	"github.com/aegis-backup/aegis/drivers/registry"
 	"github.com/aegis-backup/aegis/reconcile/observe"
 )
@@ -135,6 +136,9 @@ func openDestinations(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy,
 			continue
 		}
 		closers = append(closers, d.Close)
+		if limit := ratelimit.Describe(d); limit != "" {
+			log.Info("bandwidth limit", "destination", name, "limit", limit)
+		}
 		// A destination that does not answer its check within the stall
 		// timeout is as stalled as one that stops taking data.
 		cctx, cancel := context.WithTimeout(ctx, stall)
