@@ -71,6 +71,10 @@ type ObjectStatus struct {
 	LastRun            *RunResult `json:"lastRun,omitempty"`
 	// LastRetention is the policy's last retention pass.
 	LastRetention *RetentionResult `json:"lastRetention,omitempty"`
+	// LastDrill is the policy's last restore drill; Objectives its
+	// recovery objectives and what was achieved.
+	LastDrill  *DrillResult      `json:"lastDrill,omitempty"`
+	Objectives *ObjectivesStatus `json:"objectives,omitempty"`
 
 	// Destinations only.
 	LastCheckTime *time.Time `json:"lastCheckTime,omitempty"`
