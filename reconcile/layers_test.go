@@ -31,6 +31,7 @@ var layers = map[string]int{
 	"reconcile/observe":            5,
 	"reconcile/snapshot":           6,
 	"reconcile/retention":          7,
+	"reconcile/drill":              7,
 	"reconcile":                    8,
 	"drivers/drivertest/benchtest": 9,
 	"cmd/aegis-agent":              10,
