@@ -135,8 +135,8 @@ func DumpTables(ctx context.Context, file string) (map[string]int64, error) {
 }
 
 // countInsertRows counts the value tuples of each INSERT INTO `t` VALUES
-// statement. The dump tools write one statement per line and escape line
-// breaks inside strings.
+// statement, which the dump tools write on one line (mysqldump) or one
+// tuple a line (mariadb-dump); line breaks inside strings are escaped.
 func countInsertRows(ctx context.Context, r io.Reader) (map[string]int64, error) {
 	counts := map[string]int64{}
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -153,10 +153,9 @@ func countInsertRows(ctx context.Context, r io.Reader) (map[string]int64, error)
 		if err != nil {
 			return nil, err
 		}
-		if first {
-			table = ""
+		if first && table == "" {
 			if name, rest, ok := cutTable(line, "INSERT INTO `"); ok {
-				if values, ok := bytes.CutPrefix(rest, []byte(" VALUES ")); ok {
+				if values, ok := bytes.CutPrefix(bytes.TrimLeft(rest, " "), []byte("VALUES")); ok {
 					table, tc = name, tupleCounter{}
 					line = values
 				}
@@ -165,7 +164,11 @@ func countInsertRows(ctx context.Context, r io.Reader) (map[string]int64, error)
 			}
 		}
 		if table != "" {
-			counts[table] += tc.feed(line)
+			n, done := tc.feed(line)
+			counts[table] += n
+			if done {
+				table = ""
+			}
 		}
 		first = !isPrefix
 	}
@@ -201,8 +204,9 @@ type tupleCounter struct {
 	quoteByte  byte
 }
 
-func (t *tupleCounter) feed(b []byte) int64 {
-	var n int64
+// feed reads more of the statement and returns the tuples begun in it,
+// and whether the statement ended (a ";" outside strings and tuples).
+func (t *tupleCounter) feed(b []byte) (n int64, done bool) {
 	for _, c := range b {
 		switch {
 		case t.esc:
@@ -221,9 +225,11 @@ func (t *tupleCounter) feed(b []byte) int64 {
 			t.depth++
 		case c == ')':
 			t.depth--
+		case c == ';' && t.depth == 0:
+			return n, true
 		}
 	}
-	return n
+	return n, false
 }
 
 // DatabaseOf returns the database whose dump the data object name holds,

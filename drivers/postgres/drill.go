@@ -134,7 +134,7 @@ func DumpTables(ctx context.Context, file string) (map[string]int64, error) {
 		pr.CloseWithError(err)
 		done <- result{counts, err}
 	}()
-	_, _, err = dumptool.Stream(ctx, dumptool.Cmd{Path: pgRestore, Args: []string{"--data-only", file}}, pw)
+	_, _, err = dumptool.Stream(ctx, dumptool.Cmd{Path: pgRestore, Args: []string{"--data-only", "--file=-", file}}, pw)
 	pw.CloseWithError(err)
 	res := <-done
 	if err != nil {
