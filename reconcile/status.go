@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/drill"
 	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
@@ -74,6 +75,9 @@ type statusInput struct {
 	// the last valid version it saw.
 	lastValidRunning bool
 	now              time.Time
+	// sourceSuccess is when each source of a policy last succeeded: its
+	// newest good snapshot, for the achieved RPO.
+	sourceSuccess map[string]time.Time
 }
 
 // buildStatus computes an object's status, keeping the transition times
@@ -127,6 +131,7 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 			}
 			set(v1.ConditionReady, v1.ConditionFalse, reason, observe.RunErrors(in.rec.LastRun))
 		}
+		drillStatus(&st, in)
 	case v1.KindDestination:
 		if in.rec.Checked {
 			st.LastCheckTime = timePtr(in.rec.LastCheckTime)
@@ -142,7 +147,23 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 	return st
 }
 
-// RunErrors joins the errors of a run's sources and destinations.
+// drillStatus adds the last restore drill, the Restorable condition and
+// the recovery objectives to a policy's status.
+func drillStatus(st *v1.ObjectStatus, in statusInput) {
+	p, last := in.obj.Policy, in.rec.Policy.LastDrill
+	if p == nil {
+		return
+	}
+	st.LastDrill = last
+	if p.Spec.Drills != nil || last != nil {
+		st.Conditions = v1.SetCondition(st.Conditions, drill.RestorableCondition(last, in.now.UTC()))
+	}
+	var ok *v1.Condition
+	st.Objectives, ok = drill.Objectives(p, in.sourceSuccess, last, in.now.UTC())
+	if ok != nil {
+		st.Conditions = v1.SetCondition(st.Conditions, *ok)
+	}
+}
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
