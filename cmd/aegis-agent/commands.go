@@ -94,6 +94,7 @@ reconcile pass and exits.`,
 	root.AddCommand(
 		newValidateCommand(g),
 		newRunCommand(g),
+		newDrillCommand(g),
 		newSnapshotsCommand(g),
 		newRestoreCommand(g),
 		newVerifyCommand(g),
@@ -169,6 +170,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 		MaxConcurrentRuns: g.maxRuns,
 		SourceConcurrency: g.maxSources,
 		Observe:           g.observeOptions(),
+		KeysDir:           g.keysDir,
 	})
 	if err != nil {
 		return nil, failed(err)
