@@ -18,13 +18,13 @@ import (
 
 // pgServer is the test PostgreSQL server of hack/server-postgres.sh.
 type pgServer struct {
-	t          *testing.T
+	t          testing.TB
 	host, user string
 	pwd        string
 	port       int
 }
 
-func requirePostgres(t *testing.T) *pgServer {
+func requirePostgres(t testing.TB) *pgServer {
 	t.Helper()
 	env := testenv.Require(t, "PostgreSQL server", "AEGIS_TEST_PG_HOST", "AEGIS_TEST_PG_PORT", "AEGIS_TEST_PG_USER", "AEGIS_TEST_PG_PASSWORD_FILE")
 	port, _ := strconv.Atoi(env["AEGIS_TEST_PG_PORT"])
@@ -56,7 +56,7 @@ func (s *pgServer) tempDatabases() string {
 	return s.psql("postgres", `SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'aegis\_drill\_%'`)
 }
 
-func (s *pgServer) shop(t *testing.T) string {
+func (s *pgServer) shop(t testing.TB) string {
 	db := fmt.Sprintf("drillshop_%d", os.Getpid())
 	s.psql("postgres", "DROP DATABASE IF EXISTS "+db+"; CREATE DATABASE "+db)
 	t.Cleanup(func() { s.psql("postgres", "DROP DATABASE IF EXISTS "+db) })

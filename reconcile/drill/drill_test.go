@@ -45,14 +45,14 @@ func (s *spy) Delete(ctx context.Context, key string) error {
 
 // env is a policy backed up to a local destination, ready to drill.
 type env struct {
-	t                         *testing.T
+	t                         testing.TB
 	policy                    *v1.BackupPolicy
 	dests                     map[string]*v1.Destination
 	destDir, stateDir, logDir string
 	spy                       *spy
 }
 
-func newEnv(t *testing.T, srcs ...v1.Source) *env {
+func newEnv(t testing.TB, srcs ...v1.Source) *env {
 	t.Helper()
 	e := &env{t: t, destDir: t.TempDir(), stateDir: t.TempDir(), logDir: t.TempDir()}
 	e.policy = &v1.BackupPolicy{
@@ -102,7 +102,7 @@ func (e *env) assertClean() {
 }
 
 // liveTree makes files whose modification time lies before the snapshot.
-func liveTree(t *testing.T, snapTime time.Time) string {
+func liveTree(t testing.TB, snapTime time.Time) string {
 	dir := t.TempDir()
 	for name, body := range map[string]string{"a.txt": "alpha", "sub/b.txt": strings.Repeat("b", 100000), "empty": ""} {
 		p := filepath.Join(dir, name)
