@@ -38,7 +38,9 @@ func treeListing(t *testing.T, dir string) string {
 	return strings.Join(lines, "\n")
 }
 
-func TestFilesDrill(t *testing.T) {
+// filesDrillEnv backs up a small site with a policy that has drills and
+// objectives; the files' times lie before the snapshot.
+func filesDrillEnv(t *testing.T) (*env, string) {
 	e := newEnv(t)
 	site := filepath.Join(e.root, "site")
 	for name, body := range map[string]string{"index.html": "<h1>shop</h1>", "img/logo.png": strings.Repeat("\x89PNG", 5000)} {
@@ -72,8 +74,12 @@ spec:
   objectives: {rpo: 1h, rto: 30m}
 `)
 	e.run("--once").mustCode(t, 0)
-	before := treeListing(t, filepath.Join(e.root, "backups"))
+	return e, site
+}
 
+func TestFilesDrill(t *testing.T) {
+	e, _ := filesDrillEnv(t)
+	before := treeListing(t, filepath.Join(e.root, "backups"))
 	r := e.run("drill", "web")
 	r.mustCode(t, 0)
 	if !strings.HasPrefix(r.stdout, "policy web: drill Succeeded in ") ||
@@ -86,7 +92,6 @@ spec:
 	if _, err := os.Stat(filepath.Join(e.state, "drills", "scratch")); !os.IsNotExist(err) {
 		t.Errorf("scratch space left behind: %v", err)
 	}
-
 	st := entry(t, e.status("web.yaml"), v1.KindBackupPolicy, "web")
 	if c := condition(t, st, v1.ConditionRestorable); c.Status != v1.ConditionTrue || c.Reason != "DrillSucceeded" {
 		t.Errorf("Restorable %+v", c)
@@ -97,6 +102,12 @@ spec:
 	if st.LastDrill == nil || st.LastDrill.Result != v1.ResultSucceeded || st.Objectives == nil || st.Objectives.AchievedRPO["site"] == "" || st.Objectives.MeasuredRTO == "" {
 		t.Fatalf("status lastDrill %+v objectives %+v", st.LastDrill, st.Objectives)
 	}
+	checkDrillEvidence(t, e, st.LastDrill.Report)
+}
+
+// checkDrillEvidence checks the report, the status command and the audit
+// line of a successful drill of policy web.
+func checkDrillEvidence(t *testing.T, e *env, report string) {
 	var rep struct {
 		v1.DrillResult
 		Files map[string][]struct {
@@ -104,7 +115,7 @@ spec:
 			Size               int64
 		} `json:"files"`
 	}
-	body, err := os.ReadFile(st.LastDrill.Report)
+	body, err := os.ReadFile(report)
 	if err != nil {
 		t.Fatalf("report: %v", err)
 	}
@@ -114,7 +125,6 @@ spec:
 	if len(rep.Files["site"]) != 2 || rep.Files["site"][0].Live != "same" {
 		t.Errorf("report files %+v", rep.Files)
 	}
-
 	s := e.run("status")
 	s.mustCode(t, 0)
 	if !strings.Contains(s.stdout, "last restore drills:\n  web: Succeeded ") || !strings.Contains(s.stdout, "objectives True: achieved RPO and measured RTO within the objectives") {
@@ -122,13 +132,15 @@ spec:
 	}
 	found := false
 	for _, ev := range auditLines(t, e.logs) {
-		found = found || ev.Action == observe.AuditDrillRun && ev.Outcome == observe.OutcomeSuccess && ev.Policy == "web" && ev.File == st.LastDrill.Report
+		found = found || ev.Action == observe.AuditDrillRun && ev.Outcome == observe.OutcomeSuccess && ev.Policy == "web" && ev.File == report
 	}
 	if !found {
 		t.Errorf("no drill.run audit line")
 	}
+}
 
-	// Content that differs from an unchanged live file fails the drill.
+func TestFilesDrillFailsWhenSnapshotDiffersFromUnchangedFile(t *testing.T) {
+	e, site := filesDrillEnv(t)
 	p := filepath.Join(site, "index.html")
 	if err := os.WriteFile(p, []byte("<h1>SHOP</h1>"), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,16 +149,15 @@ spec:
 	if err := os.Chtimes(p, old, old); err != nil {
 		t.Fatal(err)
 	}
-	r = e.run("drill", "web")
+	r := e.run("drill", "web")
 	r.mustCode(t, 1)
 	if !strings.Contains(r.stdout, "policy web: drill Failed") || !strings.Contains(r.stdout, "file "+p+": the restored content") {
 		t.Errorf("drill output:\n%s", r.stdout)
 	}
-	st = entry(t, e.status("web.yaml"), v1.KindBackupPolicy, "web")
+	st := entry(t, e.status("web.yaml"), v1.KindBackupPolicy, "web")
 	if c := condition(t, st, v1.ConditionRestorable); c.Status != v1.ConditionFalse || c.Reason != "DrillFailed" {
 		t.Errorf("Restorable %+v", c)
 	}
-
 	e.run("drill", "nope").mustCode(t, 2)
 	e.run("drill", "web", "--source", "nope").mustCode(t, 2)
 }
