@@ -51,9 +51,9 @@ func (s *pgServer) source(db string) v1.Source {
 	return v1.Source{Name: "pg", Postgres: &v1.PostgresSource{Host: s.host, Port: s.port, User: s.user, PasswordFile: s.pwd, Databases: []string{db}}}
 }
 
-// tempDatabases lists the drills' temporary databases left on the server.
-func (s *pgServer) tempDatabases() string {
-	return s.psql("postgres", `SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'aegis\_drill\_%'`)
+// exists reports whether the server has database db.
+func (s *pgServer) exists(db string) bool {
+	return s.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'") != "0"
 }
 
 func (s *pgServer) shop(t testing.TB) string {
@@ -84,8 +84,8 @@ func TestPostgresDrill(t *testing.T) {
 		!strings.HasPrefix(got[0].TemporaryDB, TempDBPrefix) {
 		t.Errorf("databases %+v", got)
 	}
-	if left := s.tempDatabases(); left != "" {
-		t.Errorf("temporary databases left: %s", left)
+	if len(got) == 1 && s.exists(got[0].TemporaryDB) {
+		t.Errorf("temporary database %s left", got[0].TemporaryDB)
 	}
 	e.assertClean()
 }
@@ -104,8 +104,8 @@ func TestPostgresDrillFailingCheckDropsDatabase(t *testing.T) {
 	if q := res.Sources[0].Databases[0].Checks[0]; q.Value != 1234 || q.Result != v1.ResultFailed {
 		t.Errorf("check %+v", q)
 	}
-	if left := s.tempDatabases(); left != "" {
-		t.Errorf("temporary databases left: %s", left)
+	if temp := res.Sources[0].Databases[0].TemporaryDB; s.exists(temp) {
+		t.Errorf("temporary database %s left", temp)
 	}
 	e.assertClean()
 }
@@ -146,8 +146,8 @@ func TestCleanupDropsInterruptedTemporaryDatabase(t *testing.T) {
 	if err := Cleanup(context.Background(), state, testLogger()); err != nil {
 		t.Fatal(err)
 	}
-	if left := s.tempDatabases(); left != "" {
-		t.Errorf("temporary databases left: %s", left)
+	if s.exists(name) {
+		t.Errorf("temporary database %s left", name)
 	}
 	if _, err := os.Stat(j.path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("journal still there")

@@ -61,8 +61,8 @@ func TestMySQLDrill(t *testing.T) {
 	if len(got) != 1 || got[0].Tables != 2 || got[0].Rows != 777 || got[0].ChecksPassed != 1 {
 		t.Errorf("databases %+v", got)
 	}
-	if left := s.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'aegis\\_drill\\_%'"); left != "0" {
-		t.Errorf("%s temporary databases left", left)
+	if len(got) == 1 && s.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '"+got[0].TemporaryDB+"'") != "0" {
+		t.Errorf("temporary database %s left", got[0].TemporaryDB)
 	}
 	e.assertClean()
 }

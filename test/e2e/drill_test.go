@@ -192,7 +192,7 @@ func TestPostgresDrillCommand(t *testing.T) {
 	if len(d) != 1 || d[0].Tables != 1 || d[0].Rows != 500 || d[0].ChecksPassed != 1 {
 		t.Errorf("databases %+v", d)
 	}
-	if left := s.psql("postgres", `SELECT count(*) FROM pg_database WHERE datname LIKE 'aegis\_drill\_%'`); left != "0" {
-		t.Errorf("%s temporary databases left", left)
+	if len(d) == 1 && s.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+d[0].TemporaryDB+"'") != "0" {
+		t.Errorf("temporary database %s left", d[0].TemporaryDB)
 	}
 }
