@@ -47,6 +47,8 @@ type Options struct {
 	StallTimeout time.Duration
 	// Observe configures metrics, audit, notifications and progress.
 	Observe ObserveOptions
+	// KeysDir holds the identities restore drills decrypt with.
+	KeysDir string
 }
 
 // Agent reconciles the manifests of a config directory with what has run.
@@ -57,6 +59,8 @@ type Agent struct {
 	runner *snapshot.Runner
 	sem    chan struct{}
 	obs    *observer
+	// drillSem lets one restore drill run at a time.
+	drillSem chan struct{}
 
 	mu        sync.Mutex
 	running   map[string]bool
@@ -101,6 +105,7 @@ func New(opts Options) (*Agent, error) {
 		store:     st,
 		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
+		drillSem:  make(chan struct{}, 1),
 		obs:       newObserver(opts, st),
 		running:   map[string]bool{},
 		lastValid: map[string]*v1.Object{},
@@ -331,6 +336,17 @@ func (a *Agent) startRuns(ctx context.Context, wg *sync.WaitGroup, plan Plan, in
 // returns the backup's result (nil without a backup). A due backup that
 // could not start is a failed result: --once must not exit 0 for it.
 func (a *Agent) runPolicy(ctx context.Context, run PolicyRun, p *v1.BackupPolicy, dests map[string]*v1.Destination) *v1.RunResult {
+	if run.Drill != nil {
+		// After the backup and retention due with it.
+		defer func() {
+			if _, err := a.runDrill(ctx, p, dests, "", false); err != nil {
+				a.log.Warn("restore drill", "policy", run.Policy, "err", err)
+			}
+		}()
+	}
+	if run.Backup == nil && run.Retention == nil {
+		return nil
+	}
 	if run.Backup == nil {
 		a.log.Info("retention due", "policy", run.Policy, "scheduled", run.Retention.ScheduledTime)
 		a.runRetention(ctx, p, dests)
@@ -644,6 +660,7 @@ func (a *Agent) writeStatuses(cfg *Config, plan Plan, pols map[string]*v1.Backup
 				lastValidRunning: stale[key],
 				now:              now,
 				notifications:    health[o.Name].Notifications,
+				sourceSuccess:    health[o.Name].SourceSuccess,
 			}
 			switch {
 			case o.Policy != nil:
@@ -708,6 +725,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}) error {
 		return fmt.Errorf("watch %s: %w", a.opts.ConfigDir, err)
 	}
 	a.log.Info("agent started", "config_dir", a.opts.ConfigDir, "state_dir", a.opts.StateDir, "host", a.opts.Host)
+	a.cleanupDrills(ctx)
 
 	wake := time.NewTimer(0)
 	defer wake.Stop()

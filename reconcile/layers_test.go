@@ -41,6 +41,7 @@ var layers = map[string]int{
 	"cmd/aegis-agent/internal/setup":     95,
 	"cmd/aegis-agent":                    100,
 	"test/e2e":                           110,
+	"reconcile/drill":                    75,
 }
 
 // TestImportLayers fails when a package imports one of the same or a

@@ -333,6 +333,12 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		}
 	}
 	a.obs.metrics.Sync(views, destViews, len(cfg.Errors))
+	drillViews := map[string]observe.DrillView{}
+	for name, p := range pols {
+		rec := records[v1.KindBackupPolicy+"/"+name].Policy
+		drillViews[name] = observe.DrillView{Policy: p, LastDrill: rec.LastDrill, LastSuccess: rec.LastDrillSuccessTime}
+	}
+	a.obs.metrics.SyncDrills(drillViews)
 
 	// Inventory of the destinations, at most hourly per policy, in the
 	// background (a slow destination must not hold up the loop), except

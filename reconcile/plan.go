@@ -26,6 +26,12 @@ type PolicyRecord struct {
 	// v1.ResultPartiallyFailed or "".
 	LastResult        string
 	LastRetentionTime time.Time
+	// LastDrillTime is when the last restore drill started, whatever its
+	// result; LastDrillSuccessTime the last that succeeded; LastDrill its
+	// evidence.
+	LastDrillTime        time.Time
+	LastDrillSuccessTime time.Time
+	LastDrill            *v1.DrillResult `json:",omitempty"`
 }
 
 // World is everything Compute looks at: the desired policies, what was
@@ -50,6 +56,7 @@ type ActionType string
 const (
 	ActionBackup    ActionType = "Backup"
 	ActionRetention ActionType = "Retention"
+	ActionDrill     ActionType = "Drill"
 )
 
 // Action is one thing to do now.
@@ -148,6 +155,11 @@ const (
 //     (LastRetentionTime, now], LastSuccessfulTime standing in for a zero
 //     LastRetentionTime. A retention schedule that does not parse is
 //     ignored.
+//   - Drills: when spec.drills is set and not suspended and the policy has
+//     ever succeeded, spec.drills.schedule makes one Drill action due when
+//     a slot lies in (LastDrillTime, now], LastSuccessfulTime standing in
+//     for a zero LastDrillTime: no catch-up burst, and no drill before
+//     there is a snapshot to drill. Not while the policy runs.
 //
 // Wake is the minimum over policies of the next instant, strictly after now,
 // at which a backup, a retry or a retention may become due.
@@ -203,17 +215,45 @@ func planPolicy(pol *v1.BackupPolicy, r PolicyRecord, running bool, now time.Tim
 			actions = append(actions, Action{Type: ActionRetention, Policy: name, ScheduledTime: slot, Reason: ReasonScheduled})
 		}
 	}
+	if slot, next, ok := decideDrill(pol, r, now); ok {
+		wake = earliestOf(wake, next)
+		if !slot.IsZero() && !running {
+			actions = append(actions, Action{Type: ActionDrill, Policy: name, ScheduledTime: slot, Reason: ReasonScheduled})
+		}
+	}
 	return pp, actions, wake
 }
 
+// decideDrill returns the drill slot due now (zero if none) and the next
+// drill slot strictly after now; ok is false when the policy has no
+// drills to run.
+func decideDrill(pol *v1.BackupPolicy, r PolicyRecord, now time.Time) (slot, next time.Time, ok bool) {
+	d := pol.Spec.Drills
+	if d == nil || d.Suspend || r.LastSuccessfulTime.IsZero() {
+		return time.Time{}, time.Time{}, false
+	}
+	s, err := v1.ParseSchedule(d.Schedule, pol.Spec.TimeZone)
+	if err != nil {
+		return time.Time{}, time.Time{}, false
+	}
+	base := nonZeroOr(r.LastDrillTime, r.LastSuccessfulTime)
+	if slot = s.MostRecent(base, now); !slot.IsZero() {
+		return slot, s.Next(slot), true
+	}
+	return time.Time{}, nextSlotAfter(s, base, now), true
+}
+
 // PolicyRun is one policy's share of a plan, in the order it runs: its
-// Backup, if due, then its Retention, if due. A retention due together with
-// a backup waits for it, so that it never prunes beside an upload and sees
-// the snapshot just made. At least one of the two is set.
+// Backup, if due, then its Retention, if due, then its Drill, if due. A
+// retention due together with a backup waits for it, so that it never
+// prunes beside an upload and sees the snapshot just made; a drill waits
+// for both, so that it drills the newest snapshot and retention never
+// deletes the one it reads. At least one of the three is set.
 type PolicyRun struct {
 	Policy    string
 	Backup    *Action
 	Retention *Action
+	Drill     *Action
 }
 
 // Runs groups the plan's actions by policy, sorted by policy name.
@@ -230,6 +270,8 @@ func (p Plan) Runs() []PolicyRun {
 			r.Backup = act
 		case ActionRetention:
 			r.Retention = act
+		case ActionDrill:
+			r.Drill = act
 		}
 	}
 	return runs

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/drill"
 	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
@@ -78,6 +79,9 @@ type statusInput struct {
 	now              time.Time
 	// notifications: the last delivery of each of a policy's channels.
 	notifications map[string]v1.NotificationStatus
+	// sourceSuccess is when each source of a policy last succeeded: its
+	// newest good snapshot, for the achieved RPO.
+	sourceSuccess map[string]time.Time
 }
 
 // buildStatus computes an object's status, keeping the transition times
@@ -137,6 +141,7 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 			}
 			set(v1.ConditionReady, v1.ConditionFalse, reason, observe.RunErrors(in.rec.LastRun))
 		}
+		drillStatus(&st, in)
 	case v1.KindDestination:
 		if in.rec.Checked {
 			st.LastCheckTime = timePtr(in.rec.LastCheckTime)
@@ -150,6 +155,24 @@ func buildStatus(prev v1.ObjectStatus, in statusInput) v1.ObjectStatus {
 		}
 	}
 	return st
+}
+
+// drillStatus adds the last restore drill, the Restorable condition and
+// the recovery objectives to a policy's status.
+func drillStatus(st *v1.ObjectStatus, in statusInput) {
+	p, last := in.obj.Policy, in.rec.Policy.LastDrill
+	if p == nil {
+		return
+	}
+	st.LastDrill = last
+	if p.Spec.Drills != nil || last != nil {
+		st.Conditions = v1.SetCondition(st.Conditions, drill.RestorableCondition(last, in.now.UTC()))
+	}
+	var ok *v1.Condition
+	st.Objectives, ok = drill.Objectives(p, in.sourceSuccess, last, in.now.UTC())
+	if ok != nil {
+		st.Conditions = v1.SetCondition(st.Conditions, *ok)
+	}
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -74,6 +74,10 @@ type ObjectStatus struct {
 	// Notifications is the last delivery of each of the policy's
 	// notification channels (its ping, each webhook).
 	Notifications []NotificationStatus `json:"notifications,omitempty"`
+	// LastDrill is the policy's last restore drill; Objectives its
+	// recovery objectives and what was achieved.
+	LastDrill  *DrillResult      `json:"lastDrill,omitempty"`
+	Objectives *ObjectivesStatus `json:"objectives,omitempty"`
 
 	// Destinations only.
 	LastCheckTime *time.Time `json:"lastCheckTime,omitempty"`

@@ -123,6 +123,8 @@ type BackupPolicySpec struct {
 	Retention    *Retention   `json:"retention,omitempty"`
 	Hooks        *Hooks       `json:"hooks,omitempty"`
 	Notify       *Notify      `json:"notify,omitempty"`
+	Drills       *Drills      `json:"drills,omitempty"`
+	Objectives   *Objectives  `json:"objectives,omitempty"`
 }
 
 // Notify says who hears about the policy's runs: by default on a failure

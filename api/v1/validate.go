@@ -354,6 +354,7 @@ func (v *validation) policy(o *Object, s *BackupPolicySpec) {
 		}
 	}
 	v.hooks(o, "spec.hooks", s.Hooks)
+	v.drills(o, s)
 	if n := s.Notify; n != nil {
 		for i, w := range n.Webhooks {
 			v.secretFile(o, fmt.Sprintf("spec.notify.webhooks[%d].secretFile", i), w.SecretFile)

@@ -46,6 +46,7 @@ type statusRow struct {
 	OverdueReason      string       `json:"overdueReason,omitempty"`
 	LogFile            string       `json:"logFile,omitempty"`
 	Retention          *retentionIn `json:"retention,omitempty"`
+	Drill              *drillIn     `json:"lastDrill,omitempty"`
 	Manifest           string       `json:"manifest"`
 }
 
@@ -189,6 +190,7 @@ func statusRowOf(o *v1.Object, st v1.ObjectStatus, seen, invalid bool, destReach
 	if lr := st.LastRetention; lr != nil {
 		r.Retention = &retentionIn{Result: lr.Result, Time: lr.Time, Deleted: lr.Deleted}
 	}
+	r.Drill = drillRowOf(st)
 	r.Destinations = destHealth(p.Spec.Destinations, st.LastRun, destReach)
 	r.Overdue, r.OverdueReason = observe.Overdue(p, st, now)
 
@@ -278,6 +280,7 @@ func printStatus(w io.Writer, rows []statusRow, now time.Time, color bool) {
 	}
 	printTable(w, table, color)
 	printProblems(w, rows, color)
+	printDrills(w, rows, now)
 }
 
 var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "SIZE", "DESTINATIONS"}

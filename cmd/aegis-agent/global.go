@@ -85,6 +85,7 @@ reconcile pass and exits.`,
 	root.AddCommand(
 		newValidateCommand(g),
 		newRunCommand(g),
+		newDrillCommand(g),
 		newSnapshotsCommand(g),
 		newRestoreCommand(g),
 		newVerifyCommand(g),
@@ -160,6 +161,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 		MaxConcurrentRuns: g.maxRuns,
 		SourceConcurrency: g.maxSources,
 		Observe:           g.observeOptions(),
+		KeysDir:           g.keysDir,
 	})
 	if err != nil {
 		return nil, failed(err)

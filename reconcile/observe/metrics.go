@@ -66,6 +66,7 @@ type Metrics struct {
 	policies, runsInProgress               prometheus.Gauge
 	reconciles, reconcileErrors            prometheus.Counter
 	auditErrors                            prometheus.Counter
+	drill                                  *drillMetrics
 
 	mu          sync.Mutex
 	known       map[string]map[string]bool // policy → its sources, as last synced
@@ -88,7 +89,7 @@ func (m *Metrics) policyVecs() []*prometheus.MetricVec {
 	for _, c := range []*prometheus.CounterVec{m.runs, m.failures, m.srcRead, m.srcWritten, m.srcFiles, m.destWritten, m.retentionDeleted, m.retentionRuns, m.notifications} {
 		out = append(out, c.MetricVec)
 	}
-	return out
+	return append(out, m.drill.vecs()...)
 }
 
 // sourceVecs are the vectors with policy and source labels.
@@ -174,6 +175,7 @@ func NewMetrics(host, version string, now func() time.Time) *Metrics {
 	for _, c := range []prometheus.Collector{m.startTime, m.lastReconcile, m.manifestErrs, m.policies, m.runsInProgress, m.reconciles, m.reconcileErrors, m.auditErrors} {
 		reg(c)
 	}
+	m.drill = newDrillMetrics(m.reg)
 	m.started = now()
 	m.startTime.Set(unixSeconds(m.started))
 

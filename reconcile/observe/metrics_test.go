@@ -272,6 +272,10 @@ func TestMonitoringFiles(t *testing.T) {
 	m.RetentionRun("web", v1.ResultSucceeded)
 	m.Notification("web", "ping", true)
 	m.AuditWriteFailed()
+	drilled := &v1.DrillResult{Result: v1.ResultSucceeded, StartTime: time.Now(), Duration: "1s", MeasuredRTO: "2s"}
+	p.Spec.Objectives = &v1.Objectives{RPO: "1h", RTO: "30m"}
+	m.DrillEnded("web", drilled)
+	m.SyncDrills(map[string]DrillView{"web": {Policy: p, LastDrill: drilled, LastSuccess: time.Now()}})
 	m.PassDone(nil)
 	known := map[string]bool{"up": true}
 	fams := scrape(t, m.Handler(nil))
