@@ -217,10 +217,28 @@ func foldSeen(r *ObjectRecord, o *v1.Object, valid bool) bool {
 		changed = true
 	}
 	if valid && (r.LastValid == nil || r.LastValid.SpecHash != o.SpecHash || r.LastValid.File != o.File) {
-		r.LastValid = &LastValid{File: o.File, SpecHash: o.SpecHash, Policy: o.Policy, Destination: o.Destination}
+		r.LastValid = &LastValid{File: o.File, SpecHash: o.SpecHash, Policy: withoutSecrets(o.Policy), Destination: o.Destination}
 		changed = true
 	}
 	return changed
 }
 
 var errLocked = errors.New("locked")
+
+// withoutSecrets returns a copy of p fit for the state store: what listing
+// and restoring need (its sources, destinations, encryption), without what
+// may carry a token (notification URLs, hook commands and environments).
+func withoutSecrets(p *v1.BackupPolicy) *v1.BackupPolicy {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Spec.Notify = nil
+	c.Spec.Hooks = nil
+	c.Spec.Sources = make([]v1.Source, len(p.Spec.Sources))
+	for i, s := range p.Spec.Sources {
+		s.Hooks = nil
+		c.Spec.Sources[i] = s
+	}
+	return &c
+}
