@@ -33,6 +33,7 @@ var layers = map[string]int{
 	"reconcile/retention":          7,
 	"reconcile":                    8,
 	"drivers/drivertest/benchtest": 9,
+	"reconcile/web":                9,
 	"cmd/aegis-agent":              10,
 	"test/e2e":                     11,
 }
