@@ -7,7 +7,8 @@
   if (!live) { return; }
   var url = live.getAttribute("data-live");
   var onePolicy = live.id === "policy-facts" ? live.getAttribute("data-policy") : null;
-  var wasRunning = false;
+  var stateEl = document.querySelector("#state .state");
+  var wasRunning = !!stateEl && stateEl.textContent === "Running";
 
   function text(el, s) { if (el && el.textContent !== s) { el.textContent = s; } }
 
