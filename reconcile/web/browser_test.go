@@ -190,7 +190,6 @@ func browserRunNow(t *testing.T, ctx context.Context, f *fixture) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	screenshot(t, ctx, "policy")
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`a[href="/actions/run/site"]`)),
 		chromedp.WaitVisible(chromedp.ID("confirm")),
@@ -208,6 +207,7 @@ func browserRunNow(t *testing.T, ctx context.Context, f *fixture) {
 	if n := countSnapshots(t, f); n != 2 {
 		t.Errorf("%d snapshots after Run now, want 2", n)
 	}
+	screenshot(t, ctx, "policy")
 }
 
 func browserDownload(t *testing.T, ctx context.Context, f *fixture) {
@@ -296,7 +296,7 @@ func browserCSRF(t *testing.T, ctx context.Context, f *fixture) {
 	if err != nil || resp.Status != 200 {
 		t.Fatalf("open the other site: %v", err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("go")), chromedp.WaitVisible(chromedp.CSS("body"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("go")), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {
 		t.Fatal(err)
 	}
 	body := text(t, ctx, "body")

@@ -2,7 +2,10 @@ package web
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
@@ -47,8 +50,42 @@ type hostView struct {
 	Config   *reconcile.Config
 }
 
-// loadHost reads the manifests, the state and the status sidecars.
-func loadHost(configDir, stateDir, statusDir string, running func(string) bool, now time.Time) (*hostView, error) {
+// parsedHost is what the console read of the config directory, the state
+// and the status sidecars, with the fingerprint of the files it read.
+type parsedHost struct {
+	key     string
+	cfg     *reconcile.Config
+	entries map[string]v1.ObjectStatus
+}
+
+// hostKey fingerprints the files loadHost reads (names, sizes and
+// modification times), so that a page re-reads them only after a change:
+// parsing 1,000 manifests and their statuses costs far more than a page.
+func hostKey(configDir, stateDir, statusDir string) string {
+	var b strings.Builder
+	add := func(name string) {
+		if fi, err := os.Stat(name); err == nil {
+			fmt.Fprintf(&b, "%s|%d|%d\n", name, fi.Size(), fi.ModTime().UnixNano())
+		} else {
+			fmt.Fprintf(&b, "%s|-\n", name)
+		}
+	}
+	entries, _ := os.ReadDir(configDir)
+	for _, e := range entries {
+		if reconcile.IsManifestFile(e.Name()) {
+			f := filepath.Join(configDir, e.Name())
+			add(f)
+			add(reconcile.StatusPath(f, statusDir))
+		}
+	}
+	if stateDir != "" {
+		add(filepath.Join(stateDir, "state.db"))
+	}
+	return b.String()
+}
+
+// parseHost reads the manifests, the state and the status sidecars.
+func parseHost(configDir, stateDir, statusDir, key string) (*parsedHost, error) {
 	cfg, err := reconcile.LoadConfigWithState(configDir, stateDir)
 	if err != nil {
 		return nil, err
@@ -63,6 +100,12 @@ func loadHost(configDir, stateDir, statusDir string, running func(string) bool, 
 			entries[it.Kind+"/"+it.Name] = it.Status
 		}
 	}
+	return &parsedHost{key: key, cfg: cfg, entries: entries}, nil
+}
+
+// viewHost sums up every policy of what was read.
+func viewHost(ph *parsedHost, running func(string) bool, now time.Time) *hostView {
+	cfg := ph.cfg
 	hv := &hostView{Config: cfg}
 	for _, e := range cfg.Errors {
 		hv.Errors = append(hv.Errors, e.Error())
@@ -71,13 +114,13 @@ func loadHost(configDir, stateDir, statusDir string, running func(string) bool, 
 		if o.Policy == nil {
 			continue
 		}
-		st, seen := entries[v1.KindBackupPolicy+"/"+o.Name]
+		st, seen := ph.entries[v1.KindBackupPolicy+"/"+o.Name]
 		pv := policyViewOf(o.Policy, st, seen, len(cfg.ObjectErrors(o)) > 0, running(o.Name), now)
 		pv.File = o.File
 		hv.Policies = append(hv.Policies, pv)
 	}
 	sortPolicies(hv.Policies)
-	return hv, nil
+	return hv
 }
 
 // sortPolicies puts failing and overdue policies first, then by name.

@@ -22,8 +22,23 @@ func (s *Server) isRunning(policy string) bool {
 	return s.running[policy]
 }
 
+// host reads this host's policies, from the last read when no file
+// changed since.
 func (s *Server) host() (*hostView, error) {
-	return loadHost(s.opts.ConfigDir, s.opts.StateDir, s.opts.StatusDir, s.isRunning, s.opts.Now())
+	key := hostKey(s.opts.ConfigDir, s.opts.StateDir, s.opts.StatusDir)
+	s.mu.Lock()
+	ph := s.parsed
+	s.mu.Unlock()
+	if ph == nil || ph.key != key {
+		var err error
+		if ph, err = parseHost(s.opts.ConfigDir, s.opts.StateDir, s.opts.StatusDir, key); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.parsed = ph
+		s.mu.Unlock()
+	}
+	return viewHost(ph, s.isRunning, s.opts.Now()), nil
 }
 
 // overviewData is the overview page.

@@ -81,6 +81,7 @@ type Server struct {
 	mu      sync.Mutex
 	running map[string]bool
 	cache   *browseCache
+	parsed  *parsedHost // the last read of the config, state and statuses
 	// proxyKey keys the CSRF tokens of proxy-authenticated users.
 	proxyKey []byte
 }

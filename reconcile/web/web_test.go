@@ -79,11 +79,11 @@ func TestUsersFile(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"upload to https://user:hunter2@example.com/x failed": "upload to https://REDACTED@example.com/x failed",
-		"password=hunter2 user=bob":                           "password=REDACTED user=bob",
-		`"token": "abc.def"`:                                  `"token": "REDACTED"`,
-		"key AGE-SECRET-KEY-1QQQ23ABC":                        "key AGE-SECRET-KEY-REDACTED",
-		"passwordFile: /etc/aegis/secrets/pg":                 "passwordFile: /etc/aegis/secrets/pg",
+		"upload to https://user:hunter2@example.com/x failed":                         "upload to https://REDACTED@example.com/x failed",
+		"password=hunter2 user=bob":                                                   "password=REDACTED user=bob",
+		`"token": "abc.def"`:                                                          `"token": "REDACTED"`,
+		"key AGE-SECRET-KEY-1QQQ23ABC":                                                "key AGE-SECRET-KEY-REDACTED",
+		"passwordFile: /etc/aegis/secrets/pg":                                         "passwordFile: /etc/aegis/secrets/pg",
 		"-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----": "(private key redacted)",
 	} {
 		if got := redact(in); got != want {
