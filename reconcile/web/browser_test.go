@@ -166,6 +166,20 @@ func TestBrowser(t *testing.T) {
 		}
 		screenshot(t, ctx, "fleet")
 	})
+	t.Run("phone width", func(t *testing.T) {
+		// The overview reads at 390 pixels: its table scrolls within the page.
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 800), chromedp.Navigate(f.ts.URL+"/"), chromedp.WaitVisible(chromedp.ID("policies"))); err != nil {
+			t.Fatal(err)
+		}
+		width, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if width > 390 {
+			t.Errorf("the page is %d pixels wide at a phone's 390", width)
+		}
+		screenshot(t, ctx, "overview-phone")
+	})
 }
 
 // addHost makes another host back up to the same destination, with its own
