@@ -222,6 +222,15 @@ func browserRunNow(t *testing.T, ctx context.Context, f *fixture) {
 		t.Errorf("%d snapshots after Run now, want 2", n)
 	}
 	screenshot(t, ctx, "policy")
+	if dir := os.Getenv("AEGIS_WEB_SCREENSHOTS"); dir != "" {
+		buf, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(`section[aria-labelledby="hist-h"]`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "history.png"), buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func browserDownload(t *testing.T, ctx context.Context, f *fixture) {
