@@ -197,7 +197,8 @@ func (g *globals) agentWith(log *slog.Logger, o reconcile.ObserveOptions) (*reco
 }
 
 func newWebUserCommand(g *globals) *cobra.Command {
-	user := &cobra.Command{Use: "user", Short: "Manage the web console's users"}
+	user := &cobra.Command{Use: "user", Short: "Manage the web console's users",
+		Example: "  aegis-agent web user add alice --role operator"}
 	var role string
 	var fromStdin bool
 	add := &cobra.Command{
@@ -206,6 +207,8 @@ func newWebUserCommand(g *globals) *cobra.Command {
 		Long: `add writes NAME with a bcrypt hash of its password to the users file
 (--web-users, mode 0600). The password is asked on the terminal, or read
 from the first line of standard input with --password-stdin.`,
+		Example: `  aegis-agent web user add alice --role operator
+  printf '%s\n' "$PASSWORD" | aegis-agent web user add ci --role viewer --password-stdin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pass, err := readNewPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), fromStdin)
