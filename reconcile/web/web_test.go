@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -316,5 +317,98 @@ func TestRestorePath(t *testing.T) {
 	audit, _ := os.ReadFile(filepath.Join(f.logs, "audit.jsonl"))
 	if !bytes.Contains(audit, []byte(`"actor":"web:alice","action":"restore.run"`)) {
 		t.Errorf("restore not audited with the user:\n%s", audit)
+	}
+}
+
+func TestProxyAuth(t *testing.T) {
+	f := newFixture(t)
+	f.srv.opts.Proxy = ProxyAuth{Header: "X-Forwarded-User", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	c := f.client(t)
+	req, _ := http.NewRequest("GET", f.ts.URL+"/policies/site", nil)
+	req.Header.Set("X-Forwarded-User", "bob")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "bob (viewer)") {
+		t.Fatalf("proxy user bob: status %d", res.StatusCode)
+	}
+	// Not from the proxy: the header counts for nothing.
+	f.srv.opts.Proxy.Trusted = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		t.Errorf("header from an untrusted address: status %d, want 303 to sign in", res.StatusCode)
+	}
+	// An unknown user named by the proxy is not let in.
+	f.srv.opts.Proxy.Trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	req.Header.Set("X-Forwarded-User", "mallory")
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		t.Errorf("unknown proxy user: status %d, want 303 to sign in", res.StatusCode)
+	}
+}
+
+func TestFleetOnly(t *testing.T) {
+	f := newFixture(t)
+	srv, err := New(t.Context(), Options{ConfigDir: f.conf, StateDir: f.state, Host: "console", UsersFile: f.srv.opts.UsersFile,
+		FleetOnly: true, Fleet: []string{"disk"}, InsecureCookies: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ts.Config.Handler = srv.Handler()
+	c := f.login(t, "alice", operatorPass)
+	code, body := get(t, c, f.ts.URL+"/fleet")
+	if code != 200 || !strings.Contains(body, `data-host="web1"`) || strings.Contains(body, "destination broken") {
+		t.Errorf("fleet view: status %d, want web1 of destination disk only", code)
+	}
+	if code, _ := get(t, c, f.ts.URL+"/policies/site"); code != http.StatusNotFound {
+		t.Errorf("a policy page in fleet mode: status %d, want 404", code)
+	}
+	if code, _ := get(t, c, f.ts.URL+"/actions/run/site"); code != http.StatusNotFound {
+		t.Errorf("an action in fleet mode: status %d, want 404", code)
+	}
+}
+
+func TestVerifyAndPrunePreview(t *testing.T) {
+	f := newFixture(t)
+	c := f.login(t, "alice", operatorPass)
+	_, page := get(t, c, f.ts.URL+"/actions/verify/site")
+	token := csrfOf(t, page)
+	post := func(action string) string {
+		res, err := c.PostForm(f.ts.URL+"/actions/"+action+"/site", url.Values{"csrf": {token}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: status %d", action, res.StatusCode)
+		}
+		return string(b)
+	}
+	if body := post("verify"); !strings.Contains(body, "Verified 1 snapshots of site.") || !strings.Contains(body, `<span class="state state-ready">OK</span>`) {
+		t.Errorf("verify page:\n%s", body)
+	}
+	if body := post("prune-preview"); !strings.Contains(body, "Prune preview: site") || !strings.Contains(body, "keep (") {
+		t.Errorf("prune preview page:\n%s", body)
+	}
+	if n := countSnapshots(t, f); n != 1 {
+		t.Errorf("%d snapshots after verify and a prune preview, want 1", n)
+	}
+	audit, _ := os.ReadFile(filepath.Join(f.logs, "audit.jsonl"))
+	for _, want := range []string{`"actor":"web:alice","action":"verify.run","object":"BackupPolicy/site","outcome":"success"`, `"actor":"web:alice","action":"prune.previewed"`} {
+		if !bytes.Contains(audit, []byte(want)) {
+			t.Errorf("audit lacks %s", want)
+		}
 	}
 }
