@@ -125,7 +125,7 @@ type verifyRow struct {
 
 // verify checks the latest snapshot of every source on each destination.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, policy string) {
-	rows, err := s.verifyLatest(r.Context(), policy)
+	rows, err := s.verifyLatest(r.Context(), policy, sessionFrom(r))
 	ev := observe.AuditEvent{Action: AuditVerifyRun, Actor: actor(r), Object: v1.KindBackupPolicy + "/" + policy, Policy: policy, Outcome: observe.OutcomeSuccess}
 	var failed []string
 	for _, row := range rows {
@@ -159,7 +159,7 @@ func redactErr(err error) string {
 	return redact(err.Error())
 }
 
-func (s *Server) verifyLatest(ctx context.Context, policy string) ([]verifyRow, error) {
+func (s *Server) verifyLatest(ctx context.Context, policy string, ss *session) ([]verifyRow, error) {
 	cfg, err := reconcile.LoadConfigWithState(s.opts.ConfigDir, s.opts.StateDir)
 	if err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func (s *Server) verifyLatest(ctx context.Context, policy string) ([]verifyRow, 
 	if cfg.Policy(policy) == nil {
 		return nil, fmt.Errorf("policy %q not found", policy)
 	}
-	kr, err := s.keyRing(cfg, policy)
+	kr, err := s.keyRing(cfg, policy, ss)
 	if err != nil {
 		return nil, err
 	}

@@ -78,12 +78,17 @@ func walk(ctx context.Context, d drivers.Destination, sn snapshot.Snapshot, kr *
 
 // entries lists a snapshot's files, from the cache when it was browsed
 // lately.
-func (s *Server) entries(ctx context.Context, ref snapshotRef) ([]entry, snapshot.Snapshot, error) {
-	d, sn, kr, err := s.openSnapshot(ctx, ref)
+func (s *Server) entries(ctx context.Context, ref snapshotRef, ss *session) ([]entry, snapshot.Snapshot, error) {
+	d, sn, kr, err := s.openSnapshot(ctx, ref, ss)
 	if err != nil {
 		return nil, sn, err
 	}
-	if l, ok := s.cache.get(ref.URL()); ok {
+	// A list made with a user's uploaded identity is that session's only.
+	key := ref.URL()
+	if ss != nil && len(ss.identityFiles(s.sessions)) > 0 {
+		key += "|" + ss.csrf
+	}
+	if l, ok := s.cache.get(key); ok {
 		return l, sn, nil
 	}
 	var l []entry
@@ -97,7 +102,7 @@ func (s *Server) entries(ctx context.Context, ref snapshotRef) ([]entry, snapsho
 		return nil, sn, err
 	}
 	sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
-	s.cache.put(ref.URL(), l)
+	s.cache.put(key, l)
 	return l, sn, nil
 }
 
@@ -173,7 +178,7 @@ func (s *Server) browse(w http.ResponseWriter, r *http.Request) {
 	ref := refOf(r)
 	p := cleanEntry(r.URL.Query().Get("path"))
 	d := &browseData{Ref: ref, Path: p, Crumbs: crumbs(p)}
-	all, sn, err := s.entries(r.Context(), ref)
+	all, sn, err := s.entries(r.Context(), ref, sessionFrom(r))
 	d.Snapshot = sn
 	if err != nil {
 		d.Error = redact(err.Error())
@@ -195,7 +200,7 @@ func (s *Server) browse(w http.ResponseWriter, r *http.Request) {
 func (s *Server) downloadFile(w http.ResponseWriter, r *http.Request) {
 	ref := refOf(r)
 	want := cleanEntry(r.URL.Query().Get("path"))
-	d, sn, kr, err := s.openSnapshot(r.Context(), ref)
+	d, sn, kr, err := s.openSnapshot(r.Context(), ref, sessionFrom(r))
 	if err != nil {
 		s.fail(w, r, http.StatusNotFound, err.Error())
 		return
@@ -234,7 +239,7 @@ func (s *Server) finishDownload(w http.ResponseWriter, r *http.Request, ref snap
 func (s *Server) downloadTar(w http.ResponseWriter, r *http.Request) {
 	ref := refOf(r)
 	want := cleanEntry(r.URL.Query().Get("path"))
-	d, sn, kr, err := s.openSnapshot(r.Context(), ref)
+	d, sn, kr, err := s.openSnapshot(r.Context(), ref, sessionFrom(r))
 	if err != nil {
 		s.fail(w, r, http.StatusNotFound, err.Error())
 		return

@@ -47,7 +47,7 @@ const maxPreview = 500
 func (s *Server) restorePreview(w http.ResponseWriter, r *http.Request) {
 	ref := refOf(r)
 	d := &restoreData{Ref: ref, Path: cleanEntry(r.URL.Query().Get("path")), Target: r.URL.Query().Get("target")}
-	all, _, err := s.entries(r.Context(), ref)
+	all, _, err := s.entries(r.Context(), ref, sessionFrom(r))
 	if err != nil {
 		d.Error = redact(err.Error())
 		s.render(w, r, http.StatusOK, "restore", page{Title: "Restore", Nav: "snapshots", Data: d})
@@ -90,7 +90,7 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := observe.AuditEvent{Action: observe.AuditRestoreRun, Actor: actor(r), Command: "web", Object: v1.KindBackupPolicy + "/" + ref.Policy,
 		Policy: ref.Policy, Snapshot: ref.ID, Sources: []string{ref.Source}, Destination: ref.Dest, File: target, Outcome: observe.OutcomeSuccess}
-	st, err := s.restoreInto(r.Context(), ref, want, target)
+	st, err := s.restoreInto(r.Context(), ref, sessionFrom(r), want, target)
 	ev.Bytes = st.Bytes
 	if err != nil {
 		ev.Outcome, ev.Message = observe.OutcomeFailure, err.Error()
@@ -108,9 +108,9 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 const incompleteMarker = ".aegis-restore-incomplete"
 
 // restoreInto unpacks the entries under want into target/SOURCE.
-func (s *Server) restoreInto(ctx context.Context, ref snapshotRef, want, target string) (files.ExtractStats, error) {
+func (s *Server) restoreInto(ctx context.Context, ref snapshotRef, ss *session, want, target string) (files.ExtractStats, error) {
 	var total files.ExtractStats
-	d, sn, kr, err := s.openSnapshot(ctx, ref)
+	d, sn, kr, err := s.openSnapshot(ctx, ref, ss)
 	if err != nil {
 		return total, err
 	}

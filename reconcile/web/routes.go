@@ -44,6 +44,7 @@ func (s *Server) routes() {
 	m.Handle("POST "+snap+"/restore", s.operator(s.csrf(http.HandlerFunc(s.restore))))
 	m.Handle("GET /actions/{action}/{policy}", s.operator(http.HandlerFunc(s.confirmAction)))
 	m.Handle("POST /actions/{action}/{policy}", s.operator(s.csrf(http.HandlerFunc(s.action))))
+	m.Handle("POST /identity", s.user(s.csrf(http.HandlerFunc(s.uploadIdentity))))
 	m.Handle("GET /audit", s.user(http.HandlerFunc(s.auditPage)))
 	m.Handle("GET /log", s.user(http.HandlerFunc(s.logPage)))
 	s.mux = m

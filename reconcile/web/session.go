@@ -23,6 +23,34 @@ type session struct {
 	role    string
 	csrf    string
 	expires time.Time
+	// identities were uploaded by the user, held in memory only.
+	identities []*memIdentity
+}
+
+// identityFiles names the session's uploaded identities for the key ring.
+func (ss *session) identityFiles(s *sessions) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, m := range ss.identities {
+		out = append(out, m.path())
+	}
+	return out
+}
+
+// addIdentity keeps an uploaded identity with the session.
+func (s *sessions) addIdentity(ss *session, m *memIdentity) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.identities = append(ss.identities, m)
+}
+
+// end forgets a session and closes its identities.
+func (ss *session) end() {
+	for _, m := range ss.identities {
+		m.close()
+	}
+	ss.identities = nil
 }
 
 // sessions are held in memory only: a restart signs everyone out.
@@ -55,6 +83,7 @@ func (s *sessions) create(user, role string) (string, *session) {
 	now := s.now()
 	for k, v := range s.byID { // expired sessions go when a new one comes
 		if now.After(v.expires) {
+			v.end()
 			delete(s.byID, k)
 		}
 	}
@@ -68,6 +97,9 @@ func (s *sessions) get(id string) (*session, bool) {
 	defer s.mu.Unlock()
 	ss, ok := s.byID[id]
 	if !ok || s.now().After(ss.expires) {
+		if ok {
+			ss.end()
+		}
 		delete(s.byID, id)
 		return nil, false
 	}
@@ -77,6 +109,9 @@ func (s *sessions) get(id string) (*session, bool) {
 func (s *sessions) remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ss, ok := s.byID[id]; ok {
+		ss.end()
+	}
 	delete(s.byID, id)
 }
 

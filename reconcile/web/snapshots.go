@@ -177,7 +177,7 @@ func Ref(sn snapshot.Snapshot) snapshotRef {
 
 // openSnapshot reads the manifest a URL names, the destination, and the
 // keys that may decrypt it.
-func (s *Server) openSnapshot(ctx context.Context, ref snapshotRef) (drivers.Destination, snapshot.Snapshot, *snapshot.KeyRing, error) {
+func (s *Server) openSnapshot(ctx context.Context, ref snapshotRef, ss *session) (drivers.Destination, snapshot.Snapshot, *snapshot.KeyRing, error) {
 	var sn snapshot.Snapshot
 	cfg, err := reconcile.LoadConfigWithState(s.opts.ConfigDir, s.opts.StateDir)
 	if err != nil {
@@ -204,14 +204,18 @@ func (s *Server) openSnapshot(ctx context.Context, ref snapshotRef) (drivers.Des
 	for _, o := range m.Objects {
 		sn.Size += o.Size
 	}
-	kr, err := s.keyRing(cfg, ref.Policy)
+	kr, err := s.keyRing(cfg, ref.Policy, ss)
 	return d, sn, kr, err
 }
 
-// keyRing loads the keys the console may decrypt with: the policy's
-// openssl key file and the keys directory (as restore does).
-func (s *Server) keyRing(cfg *reconcile.Config, policy string) (*snapshot.KeyRing, error) {
+// keyRing loads the keys the console may decrypt with: the identities the
+// user uploaded, the policy's openssl key file and the keys directory (as
+// restore does).
+func (s *Server) keyRing(cfg *reconcile.Config, policy string, ss *session) (*snapshot.KeyRing, error) {
 	var files []string
+	if ss != nil {
+		files = ss.identityFiles(s.sessions)
+	}
 	mode := ""
 	if p := cfg.Policy(policy); p != nil && p.Spec.Encryption != nil {
 		mode = p.Spec.Encryption.Mode()
@@ -245,6 +249,12 @@ func (c *browseCache) get(key string) ([]entry, bool) {
 	defer c.mu.Unlock()
 	l, ok := c.lists[key]
 	return l, ok
+}
+
+func (c *browseCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lists, c.order = map[string][]entry{}, nil
 }
 
 func (c *browseCache) put(key string, l []entry) {

@@ -412,3 +412,53 @@ func TestVerifyAndPrunePreview(t *testing.T) {
 		}
 	}
 }
+
+func TestUploadedIdentity(t *testing.T) {
+	f := newFixture(t)
+	key, err := os.ReadFile(filepath.Join(f.keys, "site.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.keys, "site.key")); err != nil { // the key is kept off the host
+		t.Fatal(err)
+	}
+	c := f.login(t, "bob", viewerPass)
+	snap := f.ts.URL + f.snapshotURL(t)
+	_, body := get(t, c, snap)
+	if !strings.Contains(body, "Cannot read the files of this snapshot") || !strings.Contains(body, `action="/identity"`) {
+		t.Fatalf("without the key: the page does not offer to upload an identity")
+	}
+	res, err := c.PostForm(f.ts.URL+"/identity", url.Values{"csrf": {csrfOf(t, body)}, "identity": {string(key)}, "next": {f.snapshotURL(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("upload: status %d", res.StatusCode)
+	}
+	inSnap := strings.TrimPrefix(filepath.Join(f.data, "www", "index.html"), "/")
+	if code, got := get(t, c, snap+"/file?path="+url.QueryEscape(inSnap)); code != 200 || got != string(f.original) {
+		t.Fatalf("download with the uploaded identity: status %d, %d bytes", code, len(got))
+	}
+	// Another session does not have it, even from the cache.
+	other := f.login(t, "alice", operatorPass)
+	if _, body := get(t, other, snap); !strings.Contains(body, "Cannot read the files of this snapshot") {
+		t.Error("another session reads the snapshot with bob's identity")
+	}
+	// Signing out forgets it.
+	res, err = c.PostForm(f.ts.URL+"/logout", url.Values{"csrf": {csrfOf(t, body)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/login" {
+		t.Fatalf("sign out: status %d", res.StatusCode)
+	}
+	c = f.login(t, "bob", viewerPass)
+	if _, body := get(t, c, snap); !strings.Contains(body, "Cannot read the files of this snapshot") {
+		t.Error("the identity outlived its session")
+	}
+	if strings.Contains(body, "AGE-SECRET-KEY") {
+		t.Error("a page shows the secret key")
+	}
+}
