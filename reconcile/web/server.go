@@ -134,7 +134,7 @@ var pageFuncs = template.FuncMap{
 	"lower": strings.ToLower,
 	"join":  strings.Join,
 	"base":  path.Base,
-	"ref":   Ref,
+	"ref":   refOfSnapshot,
 	"list":  func(s ...string) []string { return s },
 }
 

@@ -169,8 +169,8 @@ func (ref snapshotRef) URL() string {
 	return "/snapshots/" + ref.Dest + "/" + ref.Host + "/" + ref.Policy + "/" + ref.Source + "/" + ref.ID
 }
 
-// Ref names a listed snapshot.
-func Ref(sn snapshot.Snapshot) snapshotRef {
+// refOfSnapshot names a listed snapshot.
+func refOfSnapshot(sn snapshot.Snapshot) snapshotRef {
 	m := sn.Manifest
 	return snapshotRef{sn.Destination, m.Host, m.Policy, m.Source, m.ID}
 }
