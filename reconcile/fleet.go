@@ -51,7 +51,6 @@ type HostPolicyStatus struct {
 	// overdue host without parsing the schedule.
 	Interval string             `json:"interval,omitempty"`
 	Sources  []HostSourceStatus `json:"sources,omitempty"`
-	Errors   []string           `json:"errors,omitempty"`
 }
 
 // HostSourceStatus is the last snapshot of one source.
@@ -144,11 +143,6 @@ func hostStatusFor(host string, now time.Time, dest string, pols map[string]*v1.
 			}
 			ps.Sources = append(ps.Sources, s)
 		}
-		if r := rec.LastRun; r != nil && r.Result != v1.ResultSucceeded {
-			if msg := observe.RunErrors(r); msg != "" {
-				ps.Errors = append(ps.Errors, msg)
-			}
-		}
 		hs.Policies = append(hs.Policies, ps)
 	}
 	sort.Slice(hs.Policies, func(i, j int) bool { return hs.Policies[i].Name < hs.Policies[j].Name })
@@ -187,11 +181,14 @@ func (a *Agent) writeHostStatuses(ctx context.Context, plan Plan, pols map[strin
 }
 
 func (a *Agent) writeHostStatus(ctx context.Context, dn string, spec *v1.Destination, now time.Time, plan Plan, pols map[string]*v1.BackupPolicy, records map[string]ObjectRecord) error {
-	used := false
-	for _, p := range pols {
-		used = used || slices.Contains(p.Spec.Destinations, dn)
+	// A host appears on a destination once it has a snapshot there: a
+	// pass before the first backup (or one abandoned) leaves nothing.
+	stored := false
+	for name, p := range pols {
+		rec := records[v1.KindBackupPolicy+"/"+name]
+		stored = stored || slices.Contains(p.Spec.Destinations, dn) && !rec.Policy.LastSuccessfulTime.IsZero()
 	}
-	if !used {
+	if !stored {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
