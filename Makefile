@@ -56,6 +56,7 @@ demo: build
 deps:
 	./hack/deps.sh
 	./hack/deps-packaging.sh
+	./hack/deps-browser.sh
 
 # Man pages and shell completions, generated from the command definitions
 # (SOURCE_DATE_EPOCH keeps the pages' date reproducible).

@@ -42,6 +42,7 @@ var layers = map[string]int{
 	"cmd/aegis-agent":                    100,
 	"test/e2e":                           110,
 	"reconcile/drill":                    75,
+	"reconcile/web":                      85,
 }
 
 // TestImportLayers fails when a package imports one of the same or a

@@ -383,6 +383,7 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		}
 	}
 	a.pruneLogs(false)
+	a.writeHostStatuses(ctx, plan, pols, dests, mode)
 }
 
 // logSchedules writes to the agent's log when a policy's next backup

@@ -25,6 +25,9 @@ func runAgent(ctx context.Context, g *globals) error {
 	if err := serveMetrics(ctx, g, a, log); err != nil {
 		return err
 	}
+	if err := serveWeb(ctx, g, a, log); err != nil {
+		return err
+	}
 	if g.once {
 		res, err := a.Once(ctx)
 		if err != nil {

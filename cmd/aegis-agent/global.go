@@ -32,6 +32,7 @@ type globals struct {
 	maxRuns    int
 	maxSources int
 	obs        obsFlags
+	web        webFlags
 }
 
 func envOr(name, def string) string {
@@ -74,6 +75,7 @@ reconcile pass and exits.`,
 	pf.IntVar(&g.maxRuns, "max-concurrent-runs", envInt("AEGIS_MAX_CONCURRENT_RUNS", 2), "policies backed up at once (env AEGIS_MAX_CONCURRENT_RUNS)")
 	pf.IntVar(&g.maxSources, "source-concurrency", envInt("AEGIS_SOURCE_CONCURRENCY", 2), "sources of one policy backed up at once (env AEGIS_SOURCE_CONCURRENCY)")
 	g.obs.register(pf, root.Flags())
+	g.web.register(root.Flags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		g.obs.command = commandName(cmd)
 		if _, err := g.logLimits(); err != nil {
@@ -93,6 +95,7 @@ reconcile pass and exits.`,
 		newPruneCommand(g),
 		newKeysCommand(g),
 		newInitCommand(g),
+		newWebCommand(g),
 	)
 	documentCommands(root)
 	return root
@@ -160,7 +163,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 
 		MaxConcurrentRuns: g.maxRuns,
 		SourceConcurrency: g.maxSources,
-		Observe:           g.observeOptions(),
+		Observe:           g.web.observe(g.observeOptions()),
 		KeysDir:           g.keysDir,
 	})
 	if err != nil {
