@@ -384,8 +384,11 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 	case ob.Format == "tar":
 		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{Logger: log})
 		if _, partial := err.(*files.IncompleteError); err == nil || partial {
-			// Read the tar's end padding, so the hash covers every byte.
-			_, err = io.Copy(io.Discard, raw)
+			// Read the tar's end padding, so the hash covers every byte,
+			// keeping the entries not restored.
+			if _, cerr := io.Copy(io.Discard, raw); cerr != nil {
+				err = cerr
+			}
 		}
 	default:
 		st, err = writeRaw(ctx, raw, dir, ob.Name)
