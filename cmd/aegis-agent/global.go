@@ -168,9 +168,11 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 }
 
 // loadForRead reads the config for commands that only read from the
-// destinations: an invalid manifest elsewhere does not stop them.
+// destinations: an invalid manifest elsewhere does not stop them, and a
+// policy or destination invalid today is reached by its last valid
+// version, so that no listing or restore depends on today's manifest.
 func (g *globals) loadForRead() (*reconcile.Config, error) {
-	cfg, err := reconcile.LoadConfig(g.configDir)
+	cfg, err := reconcile.LoadConfigWithState(g.configDir, g.stateDir)
 	if err != nil {
 		return nil, invalid(err)
 	}
