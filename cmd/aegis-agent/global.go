@@ -92,7 +92,9 @@ reconcile pass and exits.`,
 		newPruneCommand(g),
 		newKeysCommand(g),
 		newInitCommand(g),
+		newVersionCommand(),
 	)
+	setVersion(root)
 	documentCommands(root)
 	return root
 }
