@@ -96,6 +96,8 @@ reconcile pass and exits.`,
 	)
 	setVersion(root)
 	documentCommands(root)
+	trimCompletionCommands(root)
+	completeCommands(root, g)
 	return root
 }
 
