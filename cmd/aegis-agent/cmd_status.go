@@ -26,7 +26,9 @@ const (
 )
 
 // statusRow is one policy as `status` shows it. The JSON form is for
-// scripts: times in RFC 3339, sizes in bytes, ages in seconds.
+// scripts: times in RFC 3339, sizes in bytes, ages in seconds. SizeBytes
+// is the stored bytes of the last run's snapshots on one destination, as
+// snapshots and verify count them.
 type statusRow struct {
 	Policy string `json:"policy"`
 	// State is OK, FAILING, OVERDUE, PENDING (never run), SUSPENDED or
@@ -327,7 +329,7 @@ func printStatus(w io.Writer, rows []statusRow, now time.Time, color bool) {
 	printProblems(w, rows, color)
 }
 
-var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "SIZE", "DESTINATIONS"}
+var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "STORED", "DESTINATIONS"}
 
 // statusCells is one policy's line of the table.
 func statusCells(r statusRow, now time.Time) []string {

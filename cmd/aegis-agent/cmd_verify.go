@@ -58,7 +58,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 						bad++
 						continue
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "ok   %s/%s %s on %s: %d object(s), %s of data\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Objects, humanBytes(r.Bytes))
+					fmt.Fprintf(cmd.OutOrStdout(), "ok   %s/%s %s on %s: %d object(s), %s stored\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Objects, humanBytes(s.Size))
 				}
 				d.Close()
 			}

@@ -10,12 +10,14 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
 	"github.com/aegis-backup/aegis/reconcile"
 	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // globals are the flags every command accepts, each with an environment twin.
@@ -32,6 +34,17 @@ type globals struct {
 	maxRuns    int
 	maxSources int
 	obs        obsFlags
+
+	// priority and stallTimeout are the flags of the commands that back
+	// up: the agent (with or without --once) and run.
+	priority     string
+	stallTimeout string
+}
+
+// registerBackupFlags defines the flags of the commands that back up.
+func (g *globals) registerBackupFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.priority, "priority", envOr("AEGIS_PRIORITY", "low"), "CPU and I/O priority of backups: low (nice 10, I/O best-effort 7, inherited by hooks and dump tools) or normal (as started) (env AEGIS_PRIORITY)")
+	fs.StringVar(&g.stallTimeout, "stall-timeout", envOr("AEGIS_STALL_TIMEOUT", snapshot.DefaultStallTimeout.String()), "how long a destination may take no data before it drops out of a run (env AEGIS_STALL_TIMEOUT)")
 }
 
 func envOr(name, def string) string {
@@ -74,6 +87,7 @@ reconcile pass and exits.`,
 	pf.IntVar(&g.maxRuns, "max-concurrent-runs", envInt("AEGIS_MAX_CONCURRENT_RUNS", 2), "policies backed up at once (env AEGIS_MAX_CONCURRENT_RUNS)")
 	pf.IntVar(&g.maxSources, "source-concurrency", envInt("AEGIS_SOURCE_CONCURRENCY", 2), "sources of one policy backed up at once (env AEGIS_SOURCE_CONCURRENCY)")
 	g.obs.register(pf, root.Flags())
+	g.registerBackupFlags(root.Flags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		g.obs.command = commandName(cmd)
 		if _, err := g.logLimits(); err != nil {
@@ -153,6 +167,10 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 	if clock != nil {
 		log.Warn("the clock is simulated (" + testNowEnv + " is set): for tests only")
 	}
+	stall, err := time.ParseDuration(g.stallTimeout)
+	if err != nil || stall <= 0 {
+		return nil, invalid(fmt.Errorf("--stall-timeout: %q is not a positive duration such as 2m", g.stallTimeout))
+	}
 	a, err := reconcile.New(reconcile.Options{
 		ConfigDir: g.configDir,
 		StateDir:  g.stateDir,
@@ -163,6 +181,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 
 		MaxConcurrentRuns: g.maxRuns,
 		SourceConcurrency: g.maxSources,
+		StallTimeout:      stall,
 		Observe:           g.observeOptions(),
 	})
 	if err != nil {
@@ -220,6 +239,8 @@ func openDestination(cfg *reconcile.Config, name string) (drivers.Destination, e
 	return dst, nil
 }
 
+// humanBytes is the one way sizes are shown: bytes below 1 KiB, else
+// binary units with one decimal (1.5 KiB = 1536 bytes).
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

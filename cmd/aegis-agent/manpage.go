@@ -69,10 +69,10 @@ func documentCommands(root *cobra.Command) {
   aegis-agent completion bash > /etc/bash_completion.d/aegis-agent
   aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"
   aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish`,
-		"bash":       "  aegis-agent completion bash > /etc/bash_completion.d/aegis-agent",
-		"zsh":        `  aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"`,
-		"fish":       "  aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish",
-		"keys":       "  aegis-agent keys generate\n  aegis-agent keys list",
+		"bash": "  aegis-agent completion bash > /etc/bash_completion.d/aegis-agent",
+		"zsh":  `  aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"`,
+		"fish": "  aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish",
+		"keys": "  aegis-agent keys generate\n  aegis-agent keys list",
 	}
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {

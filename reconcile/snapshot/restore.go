@@ -25,7 +25,8 @@ import (
 type Snapshot struct {
 	Destination string               `json:"destination"`
 	Manifest    *v1.SnapshotManifest `json:"manifest"`
-	// Size is the stored size of all data objects.
+	// Size is the snapshot's stored bytes: everything in its directory
+	// (data objects, sealed manifest, manifest.json).
 	Size int64 `json:"size"`
 }
 
@@ -52,6 +53,7 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 		return nil, nil, fmt.Errorf("list destination %s: %w", destName, err)
 	}
 	var out []Snapshot
+	sizes := dirSizes(objs)
 	for _, o := range objs {
 		_, pol, _, _, err := v1.ParseManifestKey(o.Key)
 		if err != nil {
@@ -65,10 +67,7 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 			bad = append(bad, fmt.Errorf("destination %s: %w", destName, err))
 			continue
 		}
-		s := Snapshot{Destination: destName, Manifest: m}
-		for _, ob := range m.Objects {
-			s.Size += ob.Size
-		}
+		s := Snapshot{Destination: destName, Manifest: m, Size: sizes[path.Dir(o.Key)]}
 		out = append(out, s)
 	}
 	sort.SliceStable(out, func(i, j int) bool {

@@ -116,9 +116,9 @@ func RestoreAuditEvent(last Snapshot, done []Restored, file string, err error) o
 // it).
 func ReadTotal(s Snapshot) int64 {
 	if s.Manifest.Encryption.Algorithm == "openssl" {
-		return 2 * s.Size
+		return 2 * dataSize(s.Manifest)
 	}
-	return s.Size
+	return dataSize(s.Manifest)
 }
 
 // VerifyWithProgress verifies one snapshot as Verify does, reporting the
@@ -128,7 +128,7 @@ func VerifyWithProgress(ctx context.Context, d drivers.Destination, s Snapshot, 
 		return Verify(ctx, d, s, keys)
 	}
 	item := fmt.Sprintf("verify %s/%s @ %s", s.Manifest.Policy, s.Manifest.Source, s.Destination)
-	p.Begin(item, s.Size)
+	p.Begin(item, dataSize(s.Manifest))
 	r := Verify(ctx, observe.ProgressDestination(d, p, item), s, keys)
 	p.End(item, r.Err)
 	return r
