@@ -25,7 +25,9 @@ const (
 // applyPriority sets the priority --priority asks for: "low" makes every
 // thread of the process at least as nice as lowNice and puts its I/O last
 // in the best-effort class; "normal" leaves both as they are (a niceness
-// set by systemd or nice(1) stays).
+// set by systemd or nice(1) stays). A priority that cannot be set (a
+// sandbox that forbids it) is warned about on stderr: backing up at the
+// priority given beats not backing up.
 func applyPriority(priority string) error {
 	switch priority {
 	case "normal":
@@ -38,7 +40,8 @@ func applyPriority(priority string) error {
 	// made later inherit them from the one that makes them.
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return failed(fmt.Errorf("set low priority: %w", err))
+		fmt.Fprintln(os.Stderr, "aegis-agent: warning: cannot set a low priority:", err)
+		return nil
 	}
 	for _, task := range tasks {
 		tid, err := strconv.Atoi(task.Name())
@@ -46,7 +49,8 @@ func applyPriority(priority string) error {
 			continue
 		}
 		if err := lowerThread(tid); err != nil {
-			return failed(fmt.Errorf("set low priority of thread %d: %w", tid, err))
+			fmt.Fprintf(os.Stderr, "aegis-agent: warning: cannot set a low priority for thread %d: %v\n", tid, err)
+			return nil
 		}
 	}
 	return nil
