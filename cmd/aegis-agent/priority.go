@@ -37,23 +37,43 @@ func applyPriority(priority string) error {
 		return invalid(fmt.Errorf("--priority: %q is not low or normal", priority))
 	}
 	// Niceness and I/O priority belong to each thread on Linux; threads
-	// made later inherit them from the one that makes them.
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "aegis-agent: warning: cannot set a low priority:", err)
-		return nil
-	}
-	for _, task := range tasks {
-		tid, err := strconv.Atoi(task.Name())
+	// made later inherit them from the one that makes them. So every
+	// thread is lowered, again until no new one appears: then every
+	// thread the runtime makes from now on is made by a lowered one.
+	done := map[int]bool{}
+	for pass := 0; pass < 10; pass++ {
+		fresh, err := lowerNewThreads(done)
 		if err != nil {
-			continue
-		}
-		if err := lowerThread(tid); err != nil {
-			fmt.Fprintf(os.Stderr, "aegis-agent: warning: cannot set a low priority for thread %d: %v\n", tid, err)
+			fmt.Fprintln(os.Stderr, "aegis-agent: warning: cannot set a low priority:", err)
 			return nil
+		}
+		if fresh == 0 {
+			break
 		}
 	}
 	return nil
+}
+
+// lowerNewThreads lowers the threads of the process not in done, and
+// tells how many there were.
+func lowerNewThreads(done map[int]bool) (int, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0, err
+	}
+	fresh := 0
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil || done[tid] {
+			continue
+		}
+		if err := lowerThread(tid); err != nil {
+			return 0, fmt.Errorf("thread %d: %w", tid, err)
+		}
+		done[tid] = true
+		fresh++
+	}
+	return fresh, nil
 }
 
 func lowerThread(tid int) error {
