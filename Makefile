@@ -81,7 +81,9 @@ install: build man completion
 	install -d -m 0700 $(DESTDIR)/etc/aegis/keys $(DESTDIR)/etc/aegis/secrets
 	install -d -m 0700 $(DESTDIR)/var/lib/aegis
 	install -d -m 0750 $(DESTDIR)/var/log/aegis
-	install -D -m 0644 manifests/systemd/aegis-agent.service $(DESTDIR)/etc/systemd/system/aegis-agent.service
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local/bin/aegis-agent|$(PREFIX)/bin/aegis-agent|g' manifests/systemd/aegis-agent.service > $(DESTDIR)/etc/systemd/system/aegis-agent.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/aegis-agent.service
 
 clean:
 	rm -rf bin

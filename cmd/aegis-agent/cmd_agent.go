@@ -17,6 +17,9 @@ func runAgent(ctx context.Context, g *globals) error {
 	if _, err := os.Stat(g.configDir); err != nil {
 		return invalid(fmt.Errorf("config directory: %w", err))
 	}
+	if err := applyPriority(g.priority); err != nil {
+		return err
+	}
 	a, err := g.agent(log)
 	if err != nil {
 		return err

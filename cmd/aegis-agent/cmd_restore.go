@@ -84,11 +84,9 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []s
 		out = prog.Wrap(out)
 		opts.Progress = prog
 	}
-	opts.Restored = func(r snapshot.Restored) {
-		m, st := r.Snapshot.Manifest, r.Stats
-		fmt.Fprintf(out, "restored snapshot %s source %s from %s into %s: %d files, %d dirs, %s\n",
-			m.ID, m.Source, r.Snapshot.Destination, filepath.Join(target, m.Source), st.Files, st.Dirs, humanBytes(st.Bytes))
-	}
+	rep, closeRep := newRestoreReport(g, out, cmd.ErrOrStderr(), target)
+	defer closeRep()
+	opts.Restored = rep.restored
 	done, ev, err := snapshot.RestoreAll(cmd.Context(), d, snaps, opts)
 	if prog != nil {
 		prog.Close()
@@ -96,6 +94,10 @@ func restoreAll(cmd *cobra.Command, g *globals, d drivers.Destination, snaps []s
 	ev.File = absPath(target)
 	if err != nil {
 		g.audit(ev)
+		if rep.skipped > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "aegis-agent: the restore is incomplete: %d %s not restored; %s marks each source restored in part\n",
+				rep.skipped, plural(rep.skipped, "entry", "entries"), ".aegis-restore-incomplete")
+		}
 		return failed(err)
 	}
 	err = into.loadAll(cmd.Context(), cmd.OutOrStdout(), snaps, target)

@@ -23,6 +23,9 @@ policy never interleave.`,
   aegis-agent run web --source site`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyPriority(g.priority); err != nil {
+				return err
+			}
 			prog := g.startProgress()
 			log, closeLog, err := g.logger(true)
 			if err != nil {
@@ -53,6 +56,7 @@ policy never interleave.`,
 	}
 	cmd.Flags().StringVar(&source, "source", "", "back up only this source")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for a run of the same policy in progress instead of refusing")
+	g.registerBackupFlags(cmd.Flags())
 	return cmd
 }
 

@@ -64,7 +64,7 @@ func newSnapshotsCommand(g *globals) *cobra.Command {
 				}
 			} else {
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tTIME\tHOST\tPOLICY\tSOURCE\tDESTINATION\tFILES\tSIZE")
+				fmt.Fprintln(tw, "ID\tTIME\tHOST\tPOLICY\tSOURCE\tDESTINATION\tFILES\tSTORED")
 				for _, s := range all {
 					m := s.Manifest
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, m.Time.Local().Format(time.DateTime), m.Host, m.Policy, m.Source, s.Destination, m.Files, humanBytes(s.Size))

@@ -26,7 +26,9 @@ const (
 )
 
 // statusRow is one policy as `status` shows it. The JSON form is for
-// scripts: times in RFC 3339, sizes in bytes, ages in seconds.
+// scripts: times in RFC 3339, sizes in bytes, ages in seconds. SizeBytes
+// is the stored bytes of the last run's snapshots on one destination, as
+// snapshots and verify count them.
 type statusRow struct {
 	Policy string `json:"policy"`
 	// State is OK, FAILING, OVERDUE, PENDING (never run), SUSPENDED or
@@ -48,6 +50,11 @@ type statusRow struct {
 	Retention          *retentionIn `json:"retention,omitempty"`
 	Drill              *drillIn     `json:"lastDrill,omitempty"`
 	Manifest           string       `json:"manifest"`
+	// Errors are the problems of an INVALID policy's manifest;
+	// RunsLastValid tells that the agent keeps running its last valid
+	// version meanwhile.
+	Errors        []string `json:"errors,omitempty"`
+	RunsLastValid bool     `json:"runsLastValid,omitempty"`
 }
 
 type statusDests struct {
@@ -90,7 +97,7 @@ monitoring check.`,
 			if clock, err := agentClock(); err == nil && clock != nil {
 				now = clock()
 			}
-			rows, err := statusRows(cfg, g.statusDir, now)
+			rows, err := statusRows(cfg, g.statusDir, g.stateDir, now)
 			if err != nil {
 				return failed(err)
 			}
@@ -140,8 +147,10 @@ func statusExitCode(rows []statusRow, manifestErrors int) int {
 }
 
 // statusRows reads the sidecars of the config's manifest files and builds
-// one row per policy, in the order of the manifests.
-func statusRows(cfg *reconcile.Config, statusDir string, now time.Time) ([]statusRow, error) {
+// one row per policy: first those known only by their last valid version
+// (their file no longer parses; their status then comes from the state
+// store), then the others in the order of the manifests.
+func statusRows(cfg *reconcile.Config, statusDir, stateDir string, now time.Time) ([]statusRow, error) {
 	rows := []statusRow{}
 	destReach := map[string]*v1.Condition{}
 	entries := map[string]v1.ObjectStatus{}
@@ -157,14 +166,54 @@ func statusRows(cfg *reconcile.Config, statusDir string, now time.Time) ([]statu
 			}
 		}
 	}
+	policies := cfg.LastValidOnly(v1.KindBackupPolicy)
 	for _, o := range cfg.Objects {
-		if o.Policy == nil {
-			continue
+		if o.Kind == v1.KindBackupPolicy {
+			policies = append(policies, o)
 		}
+	}
+	for _, o := range policies {
 		st, seen := entries[v1.KindBackupPolicy+"/"+o.Name]
-		rows = append(rows, statusRowOf(o, st, seen, len(cfg.ObjectErrors(o)) > 0, destReach, now))
+		if !seen && cfg.LastValid(v1.KindBackupPolicy, o.Name) != nil {
+			st, seen = recordedStatus(stateDir, o.Name)
+		}
+		row := statusRowOf(policyObject(cfg, o), st, seen, len(cfg.ObjectErrors(o)) > 0, destReach, now)
+		if row.State == stateInvalid {
+			explainInvalid(&row, cfg, o)
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// policyObject is o with the spec status goes by: today's when it decodes,
+// else its last valid version, else an empty one.
+func policyObject(cfg *reconcile.Config, o *v1.Object) *v1.Object {
+	c := *o
+	if p := cfg.Policy(o.Name); p != nil && c.Policy == nil {
+		c.Policy = p
+	}
+	if c.Policy == nil {
+		c.Policy = &v1.BackupPolicy{}
+	}
+	return &c
+}
+
+// explainInvalid gives an invalid policy's row its errors and says whether
+// its last valid version runs in the meantime.
+func explainInvalid(r *statusRow, cfg *reconcile.Config, o *v1.Object) {
+	for _, e := range cfg.ObjectErrors(o) {
+		r.Errors = append(r.Errors, e.Error())
+	}
+	r.RunsLastValid = cfg.LastValid(v1.KindBackupPolicy, o.Name) != nil
+	if len(r.Errors) > 0 {
+		r.Message = strings.Join(r.Errors, "; ")
+	}
+	if r.RunsLastValid && !strings.Contains(r.Message, "last valid version") {
+		r.Message += "; the agent keeps running the last valid version"
+	} else if !r.RunsLastValid {
+		r.Message += "; no valid version of it ever ran"
+	}
 }
 
 // statusRowOf sums up one policy; it is pure, for the tests.
@@ -283,7 +332,7 @@ func printStatus(w io.Writer, rows []statusRow, now time.Time, color bool) {
 	printDrills(w, rows, now)
 }
 
-var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "SIZE", "DESTINATIONS"}
+var statusHeader = []string{"POLICY", "STATE", "LAST SUCCESS", "AGE", "NEXT RUN", "LAST RESULT", "STORED", "DESTINATIONS"}
 
 // statusCells is one policy's line of the table.
 func statusCells(r statusRow, now time.Time) []string {

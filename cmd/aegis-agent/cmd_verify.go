@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	v1 "github.com/aegis-backup/aegis/api/v1"
+
 	"github.com/aegis-backup/aegis/reconcile/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -24,6 +26,9 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			if len(args) == 1 {
 				policies = args
 			} else {
+				for _, o := range cfg.LastValidOnly(v1.KindBackupPolicy) {
+					policies = append(policies, o.Name)
+				}
 				for _, o := range cfg.Objects {
 					if o.Policy != nil {
 						policies = append(policies, o.Name)
@@ -53,7 +58,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 						bad++
 						continue
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "ok   %s/%s %s on %s: %d object(s), %s of data\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Objects, humanBytes(r.Bytes))
+					fmt.Fprintf(cmd.OutOrStdout(), "ok   %s/%s %s on %s: %d object(s), %s stored\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Objects, humanBytes(s.Size))
 				}
 				d.Close()
 			}

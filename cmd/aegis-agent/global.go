@@ -10,12 +10,14 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/registry"
 	"github.com/aegis-backup/aegis/reconcile"
 	"github.com/aegis-backup/aegis/reconcile/observe"
+	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
 
 // globals are the flags every command accepts, each with an environment twin.
@@ -33,6 +35,17 @@ type globals struct {
 	maxSources int
 	obs        obsFlags
 	web        webFlags
+
+	// priority and stallTimeout are the flags of the commands that back
+	// up: the agent (with or without --once) and run.
+	priority     string
+	stallTimeout string
+}
+
+// registerBackupFlags defines the flags of the commands that back up.
+func (g *globals) registerBackupFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.priority, "priority", envOr("AEGIS_PRIORITY", "low"), "CPU and I/O priority of backups: low (nice 10, I/O best-effort 7, inherited by hooks and dump tools) or normal (as started) (env AEGIS_PRIORITY)")
+	fs.StringVar(&g.stallTimeout, "stall-timeout", envOr("AEGIS_STALL_TIMEOUT", snapshot.DefaultStallTimeout.String()), "how long a destination may take no data before it drops out of a run (env AEGIS_STALL_TIMEOUT)")
 }
 
 func envOr(name, def string) string {
@@ -76,6 +89,7 @@ reconcile pass and exits.`,
 	pf.IntVar(&g.maxSources, "source-concurrency", envInt("AEGIS_SOURCE_CONCURRENCY", 2), "sources of one policy backed up at once (env AEGIS_SOURCE_CONCURRENCY)")
 	g.obs.register(pf, root.Flags())
 	g.web.register(root.Flags())
+	g.registerBackupFlags(root.Flags())
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		g.obs.command = commandName(cmd)
 		if _, err := g.logLimits(); err != nil {
@@ -96,8 +110,12 @@ reconcile pass and exits.`,
 		newKeysCommand(g),
 		newInitCommand(g),
 		newWebCommand(g),
+		newVersionCommand(),
 	)
+	setVersion(root)
 	documentCommands(root)
+	trimCompletionCommands(root)
+	completeCommands(root, g)
 	return root
 }
 
@@ -153,6 +171,10 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 	if clock != nil {
 		log.Warn("the clock is simulated (" + testNowEnv + " is set): for tests only")
 	}
+	stall, err := time.ParseDuration(g.stallTimeout)
+	if err != nil || stall <= 0 {
+		return nil, invalid(fmt.Errorf("--stall-timeout: %q is not a positive duration such as 2m", g.stallTimeout))
+	}
 	a, err := reconcile.New(reconcile.Options{
 		ConfigDir: g.configDir,
 		StateDir:  g.stateDir,
@@ -163,6 +185,7 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 
 		MaxConcurrentRuns: g.maxRuns,
 		SourceConcurrency: g.maxSources,
+		StallTimeout:      stall,
 		Observe:           g.web.observe(g.observeOptions()),
 		KeysDir:           g.keysDir,
 	})
@@ -173,9 +196,11 @@ func (g *globals) agent(log *slog.Logger) (*reconcile.Agent, error) {
 }
 
 // loadForRead reads the config for commands that only read from the
-// destinations: an invalid manifest elsewhere does not stop them.
+// destinations: an invalid manifest elsewhere does not stop them, and a
+// policy or destination invalid today is reached by its last valid
+// version, so that no listing or restore depends on today's manifest.
 func (g *globals) loadForRead() (*reconcile.Config, error) {
-	cfg, err := reconcile.LoadConfig(g.configDir)
+	cfg, err := reconcile.LoadConfigWithState(g.configDir, g.stateDir)
 	if err != nil {
 		return nil, invalid(err)
 	}
@@ -219,6 +244,8 @@ func openDestination(cfg *reconcile.Config, name string) (drivers.Destination, e
 	return dst, nil
 }
 
+// humanBytes is the one way sizes are shown: bytes below 1 KiB, else
+// binary units with one decimal (1.5 KiB = 1536 bytes).
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aegis-backup/aegis/reconcile/observe"
@@ -36,8 +37,10 @@ func newManCommand() *cobra.Command {
 			}
 			root := cmd.Root()
 			root.DisableAutoGenTag = true
+			forEachCommand(root, func(c *cobra.Command) { c.Long = manLong(c.Long) })
+			// No Title: each page is titled with its own command
+			// (AEGIS-AGENT-RESTORE).
 			header := &doc.GenManHeader{
-				Title:   "AEGIS-AGENT",
 				Section: "1",
 				Source:  "Aegis " + observe.Version,
 				Manual:  "Aegis manual",
@@ -66,11 +69,10 @@ func documentCommands(root *cobra.Command) {
   aegis-agent completion bash > /etc/bash_completion.d/aegis-agent
   aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"
   aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish`,
-		"bash":       "  aegis-agent completion bash > /etc/bash_completion.d/aegis-agent",
-		"zsh":        `  aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"`,
-		"fish":       "  aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish",
-		"powershell": "  aegis-agent completion powershell | Out-String | Invoke-Expression",
-		"keys":       "  aegis-agent keys generate\n  aegis-agent keys list",
+		"bash": "  aegis-agent completion bash > /etc/bash_completion.d/aegis-agent",
+		"zsh":  `  aegis-agent completion zsh > "${fpath[1]}/_aegis-agent"`,
+		"fish": "  aegis-agent completion fish > ~/.config/fish/completions/aegis-agent.fish",
+		"keys": "  aegis-agent keys generate\n  aegis-agent keys list",
 	}
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -82,4 +84,36 @@ func documentCommands(root *cobra.Command) {
 		}
 	}
 	walk(root)
+}
+
+// manLong makes the indented lines of a command's long help (a syntax
+// block, say) a literal block of the page: as they are, troff would fill
+// and justify them into the paragraph before.
+func manLong(long string) string {
+	var b strings.Builder
+	prevIndented, prevBlank := false, true
+	for _, line := range strings.Split(long, "\n") {
+		indented := strings.HasPrefix(line, " ") && strings.TrimSpace(line) != ""
+		blank := strings.TrimSpace(line) == ""
+		if indented != prevIndented && !blank && !prevBlank {
+			b.WriteString("\n")
+		}
+		if indented {
+			line = "    " + line
+		}
+		b.WriteString(line + "\n")
+		if !blank {
+			prevIndented = indented
+		}
+		prevBlank = blank
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// forEachCommand calls fn on c and every command below it.
+func forEachCommand(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		forEachCommand(sub, fn)
+	}
 }

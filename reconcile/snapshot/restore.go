@@ -25,7 +25,8 @@ import (
 type Snapshot struct {
 	Destination string               `json:"destination"`
 	Manifest    *v1.SnapshotManifest `json:"manifest"`
-	// Size is the stored size of all data objects.
+	// Size is the snapshot's stored bytes: everything in its directory
+	// (data objects, sealed manifest, manifest.json).
 	Size int64 `json:"size"`
 }
 
@@ -52,6 +53,7 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 		return nil, nil, fmt.Errorf("list destination %s: %w", destName, err)
 	}
 	var out []Snapshot
+	sizes := dirSizes(objs)
 	for _, o := range objs {
 		_, pol, _, _, err := v1.ParseManifestKey(o.Key)
 		if err != nil {
@@ -65,10 +67,7 @@ func ListSnapshotsLenient(ctx context.Context, dest drivers.Destination, destNam
 			bad = append(bad, fmt.Errorf("destination %s: %w", destName, err))
 			continue
 		}
-		s := Snapshot{Destination: destName, Manifest: m}
-		for _, ob := range m.Objects {
-			s.Size += ob.Size
-		}
+		s := Snapshot{Destination: destName, Manifest: m, Size: sizes[path.Dir(o.Key)]}
 		out = append(out, s)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -384,8 +383,11 @@ func restoreObject(ctx context.Context, dest drivers.Destination, m *v1.Snapshot
 	case ob.Format == "tar":
 		st, err = files.Extract(ctx, raw, dir, files.ExtractOptions{Logger: log})
 		if _, partial := err.(*files.IncompleteError); err == nil || partial {
-			// Read the tar's end padding, so the hash covers every byte.
-			_, err = io.Copy(io.Discard, raw)
+			// Read the tar's end padding, so the hash covers every byte,
+			// keeping the entries not restored.
+			if _, cerr := io.Copy(io.Discard, raw); cerr != nil {
+				err = cerr
+			}
 		}
 	default:
 		st, err = writeRaw(ctx, raw, dir, ob.Name)

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,7 +34,9 @@ type Restored struct {
 }
 
 // RestoreAll restores the snapshots of one run from d, one source after the
-// other, stopping at the first failure. It returns the sources restored,
+// other, stopping at the first failure; a source restored in part (a
+// *files.IncompleteError) is counted as restored, with its Stats.Skipped,
+// and the others are still restored. It returns the sources restored,
 // the error, and the audit event of it all (with "restore.run" as action:
 // outcome success, partial when some sources were restored before the
 // failure, else failure).
@@ -44,15 +47,22 @@ func RestoreAll(ctx context.Context, d drivers.Destination, snaps []Snapshot, op
 	}
 	var done []Restored
 	var err error
+	var partial []error
 	var last Snapshot
 	for _, s := range snaps {
 		last = s
-		var st files.ExtractStats
-		st, err = restoreOne(ctx, d, s, opts)
-		if err != nil {
-			m := s.Manifest
-			err = fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, err)
-			break
+		st, rerr := restoreOne(ctx, d, s, opts)
+		m := s.Manifest
+		// A source restored in part counts as done (its stats name what
+		// is missing) and the others are still restored.
+		_, inc := rerr.(*files.IncompleteError)
+		if rerr != nil {
+			rerr = fmt.Errorf("restore %s/%s from %s: %w", m.Policy, m.Source, s.Destination, rerr)
+			if !inc {
+				err = rerr
+				break
+			}
+			partial = append(partial, rerr)
 		}
 		r := Restored{Snapshot: s, Stats: st}
 		done = append(done, r)
@@ -60,6 +70,7 @@ func RestoreAll(ctx context.Context, d drivers.Destination, snaps []Snapshot, op
 			opts.Restored(r)
 		}
 	}
+	err = errors.Join(append(partial, err)...)
 	ev := RestoreAuditEvent(last, done, opts.Target, err)
 	ev.Time = now()
 	return done, ev, err
@@ -105,9 +116,9 @@ func RestoreAuditEvent(last Snapshot, done []Restored, file string, err error) o
 // it).
 func ReadTotal(s Snapshot) int64 {
 	if s.Manifest.Encryption.Algorithm == "openssl" {
-		return 2 * s.Size
+		return 2 * dataSize(s.Manifest)
 	}
-	return s.Size
+	return dataSize(s.Manifest)
 }
 
 // VerifyWithProgress verifies one snapshot as Verify does, reporting the
@@ -117,7 +128,7 @@ func VerifyWithProgress(ctx context.Context, d drivers.Destination, s Snapshot, 
 		return Verify(ctx, d, s, keys)
 	}
 	item := fmt.Sprintf("verify %s/%s @ %s", s.Manifest.Policy, s.Manifest.Source, s.Destination)
-	p.Begin(item, s.Size)
+	p.Begin(item, dataSize(s.Manifest))
 	r := Verify(ctx, observe.ProgressDestination(d, p, item), s, keys)
 	p.End(item, r.Err)
 	return r

@@ -143,8 +143,8 @@ func TestVerifyWithProgress(t *testing.T) {
 	prog := newRecordingProgress()
 	r := VerifyWithProgress(context.Background(), d, snaps[0], plainKeys(), prog)
 	item := "verify web/a @ disk"
-	if r.Err != nil || r.Objects == 0 || prog.added[item] != snaps[0].Size {
-		t.Errorf("verify %+v; progress %d of %d bytes", r, prog.added[item], snaps[0].Size)
+	if r.Err != nil || r.Objects == 0 || prog.added[item] != dataSize(snaps[0].Manifest) {
+		t.Errorf("verify %+v; progress %d of %d bytes", r, prog.added[item], dataSize(snaps[0].Manifest))
 	}
 	if r := VerifyWithProgress(context.Background(), d, snaps[1], plainKeys(), nil); r.Err != nil {
 		t.Errorf("without progress: %v", r.Err)
