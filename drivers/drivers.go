@@ -31,6 +31,11 @@ func CheckKey(key string) error {
 	return nil
 }
 
+// Agent names the program in the User-Agent of the HTTP requests drivers
+// make ("aegis-agent" and its version). The command sets it once at start,
+// before any driver is built (observe.Build knows the version).
+var Agent = struct{ Name, Version string }{"aegis-agent", "dev"}
+
 // ErrNotFound is returned (wrapped) by a Destination for a missing key.
 var ErrNotFound = errors.New("not found")
 

@@ -14,10 +14,13 @@ import (
 
 	// Before Bubble Tea's init: no terminal query outside the guided setup.
 	_ "github.com/aegis-backup/aegis/cmd/aegis-agent/internal/termquery"
+	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	drivers.Agent.Version = observe.Build().Version // the User-Agent of S3 requests
 	stopProfile := startProfile()
 	code := run(ctx, os.Args[1:])
 	stopProfile()

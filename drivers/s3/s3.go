@@ -167,6 +167,7 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, drivers.Permanent(fmt.Errorf("s3 client for %s: %w", e.URL(), err))
 	}
+	client.SetAppInfo(drivers.Agent.Name, drivers.Agent.Version)
 	s := &Store{
 		client:    client,
 		core:      &minio.Core{Client: client},

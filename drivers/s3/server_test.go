@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -528,5 +530,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUserAgentNamesAegis: every request says which program and version
+// made it, as the command sets drivers.Agent at start.
+func TestUserAgentNamesAegis(t *testing.T) {
+	var mu sync.Mutex
+	var agents []string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.Header.Get("User-Agent"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer fake.Close()
+	creds := filepath.Join(t.TempDir(), "credentials")
+	os.WriteFile(creds, []byte("[default]\naws_access_key_id = AKIATEST\naws_secret_access_key = s3cr3t\n"), 0o600)
+	old := drivers.Agent.Version
+	drivers.Agent.Version = "9.8.7-test"
+	defer func() { drivers.Agent.Version = old }()
+	st, err := New(v1.S3Destination{Provider: "other", Endpoint: fake.URL, Bucket: "aegis-test", CredentialsFile: creds}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Stat(t.Context(), "k")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(agents) == 0 || !strings.Contains(agents[0], "aegis-agent/9.8.7-test") {
+		t.Fatalf("User-Agent of the requests: %q, want aegis-agent/9.8.7-test in it", agents)
 	}
 }
