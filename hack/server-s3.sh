@@ -12,6 +12,7 @@
 #
 # Exports AEGIS_TEST_S3_ENDPOINT (http://127.0.0.1:PORT),
 # AEGIS_TEST_S3_TLS_ENDPOINT (https://127.0.0.1:PORT), AEGIS_TEST_S3_BUCKET,
+# AEGIS_TEST_S3_LOCKED_BUCKET (on the plain gateway, Object Lock enabled),
 # AEGIS_TEST_S3_CREDENTIALS_FILE (an AWS shared credentials file, mode 0600),
 # AEGIS_TEST_S3_ACCESS_KEY, AEGIS_TEST_S3_SECRET_KEY, AEGIS_TEST_S3_CA_FILE
 # (the HTTPS gateway's certificate), AEGIS_TEST_S3_DATA_DIR and
@@ -21,6 +22,10 @@ set -euo pipefail
 
 VERSITYGW_VERSION=v1.8.0
 BUCKET=aegis-test
+# A second bucket on the plain gateway, created with Object Lock enabled
+# (x-amz-bucket-object-lock-enabled: true): versitygw then keeps the
+# retention of each object and refuses to delete or overwrite a locked one.
+LOCKED_BUCKET=aegis-test-locked
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 log() { echo "server-s3: $*" >&2; }
@@ -72,19 +77,20 @@ port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# make_bucket URL CURLOPTS...: creates the bucket through the S3 API; one
-# that exists already is fine. The keys go to curl on stdin, not argv.
+# make_bucket URL BUCKET CURLOPTS...: creates the bucket through the S3
+# API; one that exists already is fine. The keys go to curl on stdin, not
+# argv.
 make_bucket() {
-	local url=$1 code
-	shift
+	local url=$1 bucket=$2 code
+	shift 2
 	code=$(printf 'user = "%s:%s"\n' "$access" "$secret" |
 		curl -s -o "$dir/make-bucket.out" -w '%{http_code}' -K - --aws-sigv4 "aws:amz:us-east-1:s3" \
-			-H "x-amz-content-sha256: $EMPTY_SHA256" -X PUT "$@" "$url/$BUCKET")
+			-H "x-amz-content-sha256: $EMPTY_SHA256" -X PUT "$@" "$url/$bucket")
 	case $code in
 	200 | 409) ;;
 	*)
 		cat "$dir/make-bucket.out" >&2 || true
-		die "creating bucket $BUCKET at $url: HTTP $code"
+		die "creating bucket $bucket at $url: HTTP $code"
 		;;
 	esac
 }
@@ -186,13 +192,15 @@ start() {
 	local port tport
 	port=$(cat "$dir/port")
 	tport=$(cat "$dir/tls-port")
-	make_bucket "http://127.0.0.1:$port"
-	make_bucket "https://127.0.0.1:$tport" --cacert "$dir/tls/cert.pem"
+	make_bucket "http://127.0.0.1:$port" "$BUCKET"
+	make_bucket "http://127.0.0.1:$port" "$LOCKED_BUCKET" -H "x-amz-bucket-object-lock-enabled: true"
+	make_bucket "https://127.0.0.1:$tport" "$BUCKET" --cacert "$dir/tls/cert.pem"
 	log "versitygw $VERSITYGW_VERSION on http://127.0.0.1:$port and https://127.0.0.1:$tport, bucket $BUCKET"
 	cat <<EOF
 export AEGIS_TEST_S3_ENDPOINT=http://127.0.0.1:$port
 export AEGIS_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$tport
 export AEGIS_TEST_S3_BUCKET=$BUCKET
+export AEGIS_TEST_S3_LOCKED_BUCKET=$LOCKED_BUCKET
 export AEGIS_TEST_S3_CREDENTIALS_FILE=$dir/credentials
 export AEGIS_TEST_S3_ACCESS_KEY=$access
 export AEGIS_TEST_S3_SECRET_KEY=$secret
