@@ -827,7 +827,9 @@ func (s *Store) walk(ctx context.Context, c *conn, dir string, temps bool, file 
 	return nil
 }
 
-// Delete removes the file of key and the directories it leaves empty.
+// Delete removes the file of key and the directories it leaves empty. A
+// file the server refuses to remove, although it is there, wraps
+// drivers.ErrDeleteDenied.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -841,7 +843,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			if _, serr := c.c.FileSize(p); serr != nil {
 				return nil
 			}
-			return err
+			// The file is there: the server refused (no permission in
+			// its directory, or DELE denied to the account).
+			return drivers.Permanent(fmt.Errorf("%w: %v", drivers.ErrDeleteDenied, err))
 		}
 		if err != nil {
 			return err
