@@ -82,6 +82,21 @@ type Options struct {
 	PartSize int64
 }
 
+// withDefaults fills in the zero fields of o with their defaults.
+func (o Options) withDefaults() Options {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 30*time.Second)
+	o.StallTimeout = cmp.Or(o.StallTimeout, 2*time.Minute)
+	o.SweepAge = cmp.Or(o.SweepAge, 24*time.Hour)
+	o.CleanupGrace = cmp.Or(o.CleanupGrace, 30*time.Second)
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return o
+}
+
 // Store keeps objects in a bucket, below an optional prefix.
 type Store struct {
 	client    *minio.Client
@@ -104,16 +119,7 @@ type Store struct {
 // New returns a store for spec. It reads the credentials but does not
 // connect: the first request does.
 func New(spec v1.S3Destination, opts Options) (*Store, error) {
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
-	}
-	opts.ConnectTimeout = cmp.Or(opts.ConnectTimeout, 30*time.Second)
-	opts.StallTimeout = cmp.Or(opts.StallTimeout, 2*time.Minute)
-	opts.SweepAge = cmp.Or(opts.SweepAge, 24*time.Hour)
-	opts.CleanupGrace = cmp.Or(opts.CleanupGrace, 30*time.Second)
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
+	opts = opts.withDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -143,23 +149,7 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 	if spec.InsecureSkipVerify && e.Secure {
 		log.Warn("TLS certificate checks are off for this endpoint (spec.s3.insecureSkipVerify)", "endpoint", e.URL())
 	}
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   opts.ConnectTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   opts.ConnectTimeout,
-		ResponseHeaderTimeout: opts.StallTimeout,
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		WriteBufferSize:       256 << 10,
-		ReadBufferSize:        256 << 10,
-	}
+	tr := newTransport(opts, tlsCfg)
 	lookup := minio.BucketLookupDNS
 	if e.PathStyle {
 		lookup = minio.BucketLookupPath
@@ -205,6 +195,28 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 		s.prefix = p + "/"
 	}
 	return s, nil
+}
+
+// newTransport is the HTTP transport of a store: its timeouts come from
+// opts, and large buffers suit large uploads.
+func newTransport(opts Options, tlsCfg *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   opts.ConnectTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   opts.ConnectTimeout,
+		ResponseHeaderTimeout: opts.StallTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}
 }
 
 // tlsConfig is nil for plain HTTP; for HTTPS it trusts the system's CAs
