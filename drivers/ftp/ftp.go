@@ -883,7 +883,12 @@ func (s *Store) Check(ctx context.Context) error {
 			_ = c.c.Delete(probe)
 			return fmt.Errorf("write check in %s: %w", root, err)
 		}
-		if err := c.c.Delete(probe); err != nil {
+		switch err := c.c.Delete(probe); {
+		case code(err) == ftp.StatusFileUnavailable:
+			// The probe is there: the account may write but not delete,
+			// on purpose (docs/security.md). Backups work.
+			s.log.Warn("the account may write but not delete: backups work, retention must run with another account", "probe", probe, "err", err)
+		case err != nil:
 			return fmt.Errorf("remove write check %s: %w", probe, err)
 		}
 		s.sweep(ctx, c)

@@ -820,7 +820,11 @@ func (s *Store) Check(ctx context.Context) error {
 		if err := errors.Join(werr, cerr); err != nil {
 			return fmt.Errorf("write check in %s: %w", s.root, s.explainWrite(c, s.root, err))
 		}
-		if rerr != nil {
+		switch {
+		case errors.Is(rerr, fs.ErrPermission):
+			// Write-only on purpose (docs/security.md): backups work.
+			s.log.Warn("the account may write but not delete: backups work, retention must run with another account", "probe", probe, "err", rerr)
+		case rerr != nil:
 			return fmt.Errorf("remove write check %s: %w", probe, rerr)
 		}
 		s.sweep(ctx, c)
