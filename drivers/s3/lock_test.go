@@ -152,3 +152,33 @@ func TestObjectLockUnlocked(t *testing.T) {
 		t.Errorf("Delete of an unlocked object: %v", err)
 	}
 }
+
+// TestWriteOnlyCredentials: an account whose bucket policy lets it do all
+// but delete (versitygw's IAM and bucket policy) passes Check, uploads with
+// one PUT and in parts, and gets ErrDeleteDenied from Delete, the object
+// left whole.
+func TestWriteOnlyCredentials(t *testing.T) {
+	srv := sharedServer(t)
+	env := testenv.Require(t, "S3 server", "AEGIS_TEST_S3_WRITE_ONLY_BUCKET", "AEGIS_TEST_S3_WRITE_ONLY_CREDENTIALS_FILE")
+	st := srv.open(t, func(s *v1.S3Destination, o *Options) {
+		s.Bucket, s.CredentialsFile = env["AEGIS_TEST_S3_WRITE_ONLY_BUCKET"], env["AEGIS_TEST_S3_WRITE_ONLY_CREDENTIALS_FILE"]
+		o.PartSize = minPartSize
+	})
+	defer st.Close()
+	ctx := t.Context()
+	if err := st.Check(ctx); err != nil {
+		t.Fatalf("Check with write-only credentials: %v", err)
+	}
+	for key, data := range map[string][]byte{"h/p/s/id/manifest.json": []byte("m\n"), "h/p/s/id/data": randomData(3, minPartSize+10)} {
+		if _, err := st.Put(ctx, key, bytes.NewReader(data)); err != nil {
+			t.Fatalf("Put %s: %v", key, err)
+		}
+		err := st.Delete(ctx, key)
+		if !errors.Is(err, drivers.ErrDeleteDenied) || !drivers.IsPermanent(err) {
+			t.Errorf("Delete with write-only credentials: %v; want a permanent ErrDeleteDenied", err)
+		}
+		if !bytes.Equal(getBytes(t, st, key), data) {
+			t.Errorf("%s changed after a refused Delete", key)
+		}
+	}
+}

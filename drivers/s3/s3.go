@@ -436,7 +436,7 @@ func (s *Store) Check(ctx context.Context) error {
 	case deleteDenied(err):
 		// Write-only credentials: backups work; deleting old snapshots
 		// is for other credentials (docs/security.md).
-		s.log.Warn("the credentials may write but not delete: backups work, retention must run with other credentials", "probe", s.where(probe), "err", s.classify(err, ""))
+		s.log.Warn("the credentials may write but not delete: backups work, retention must run with other credentials", "probe", s.where(probe), "err", err)
 	case err != nil:
 		return fmt.Errorf("delete check %s: %w", s.where(probe), s.classify(err, ""))
 	}
