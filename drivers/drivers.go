@@ -39,6 +39,13 @@ var Agent = struct{ Name, Version string }{"aegis-agent", "dev"}
 // ErrNotFound is returned (wrapped) by a Destination for a missing key.
 var ErrNotFound = errors.New("not found")
 
+// ErrDeleteDenied is returned (wrapped) by Delete when the destination
+// refuses to delete an object the caller may see: the credentials may
+// write but not delete (S3 without s3:DeleteObject, an SFTP or FTP account
+// whose directory forbids deletion), or the object is under a retention
+// lock. Retrying does not help; callers that clean up report it and go on.
+var ErrDeleteDenied = errors.New("delete denied")
+
 // ErrNotSupported is returned for a driver this build does not have yet.
 var ErrNotSupported = errors.New("not supported yet")
 
@@ -105,6 +112,43 @@ type TempCleaner interface {
 	// CleanTemp removes temporary files last modified before cutoff and
 	// returns how many it removed and their size.
 	CleanTemp(ctx context.Context, cutoff time.Time) (int, int64, error)
+}
+
+// Retainer is implemented by destinations that can lock an object against
+// deletion and overwriting until a date (S3 Object Lock). Retention asks
+// it before deleting, and keeps what is still locked.
+type Retainer interface {
+	// RetainedUntil returns the date before which the object under key
+	// cannot be deleted; the zero time when it is not locked. A missing
+	// key gives ErrNotFound.
+	RetainedUntil(ctx context.Context, key string) (time.Time, error)
+	// Retain locks the object under key until at least until; it never
+	// shortens a lock (a later lock already set is left as it is).
+	Retain(ctx context.Context, key string, until time.Time) error
+}
+
+// Unwrapper is implemented by decorators of a Destination (retries, rate
+// limits): Unwrap returns the destination they decorate.
+type Unwrapper interface {
+	Unwrap() Destination
+}
+
+// As finds T in d or in the destinations d decorates (through Unwrapper),
+// outermost first: optional interfaces such as Retainer and TempCleaner
+// stay reachable behind decorators.
+func As[T any](d Destination) (T, bool) {
+	for d != nil {
+		if t, ok := d.(T); ok {
+			return t, true
+		}
+		u, ok := d.(Unwrapper)
+		if !ok {
+			break
+		}
+		d = u.Unwrap()
+	}
+	var zero T
+	return zero, false
 }
 
 // ObjectWriter receives the data objects a source produces.

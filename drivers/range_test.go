@@ -1,12 +1,14 @@
 package drivers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func TestExactReader(t *testing.T) {
@@ -51,5 +53,27 @@ func TestCheckRange(t *testing.T) {
 		if err != nil && (!IsPermanent(err) || err.Error() != fmt.Sprintf("invalid range: offset %d, length %d", c.offset, c.length)) {
 			t.Errorf("CheckRange(%d, %d) = %v; want a permanent error naming the range", c.offset, c.length, err)
 		}
+	}
+}
+
+type wrapped struct{ Destination }
+
+func (w wrapped) Unwrap() Destination { return w.Destination }
+
+type retaining struct{ Destination }
+
+func (retaining) RetainedUntil(context.Context, string) (time.Time, error) { return time.Time{}, nil }
+func (retaining) Retain(context.Context, string, time.Time) error          { return nil }
+
+func TestAs(t *testing.T) {
+	inner := retaining{}
+	if _, ok := As[Retainer](wrapped{wrapped{inner}}); !ok {
+		t.Errorf("As[Retainer] through two decorators: not found")
+	}
+	if _, ok := As[Retainer](wrapped{}); ok {
+		t.Errorf("As[Retainer] of a destination without one: found")
+	}
+	if _, ok := As[TempCleaner](nil); ok {
+		t.Errorf("As of nil: found")
 	}
 }

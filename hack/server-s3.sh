@@ -12,6 +12,9 @@
 #
 # Exports AEGIS_TEST_S3_ENDPOINT (http://127.0.0.1:PORT),
 # AEGIS_TEST_S3_TLS_ENDPOINT (https://127.0.0.1:PORT), AEGIS_TEST_S3_BUCKET,
+# AEGIS_TEST_S3_LOCKED_BUCKET (on the plain gateway, Object Lock enabled),
+# AEGIS_TEST_S3_WRITE_ONLY_BUCKET and AEGIS_TEST_S3_WRITE_ONLY_CREDENTIALS_FILE
+# (an account that may write there but not delete),
 # AEGIS_TEST_S3_CREDENTIALS_FILE (an AWS shared credentials file, mode 0600),
 # AEGIS_TEST_S3_ACCESS_KEY, AEGIS_TEST_S3_SECRET_KEY, AEGIS_TEST_S3_CA_FILE
 # (the HTTPS gateway's certificate), AEGIS_TEST_S3_DATA_DIR and
@@ -21,6 +24,14 @@ set -euo pipefail
 
 VERSITYGW_VERSION=v1.8.0
 BUCKET=aegis-test
+# A second bucket on the plain gateway, created with Object Lock enabled
+# (x-amz-bucket-object-lock-enabled: true): versitygw then keeps the
+# retention of each object and refuses to delete or overwrite a locked one.
+LOCKED_BUCKET=aegis-test-locked
+# A third, where a second account (versitygw's internal IAM, role user) may
+# list, read and write through the bucket policy, but not delete: the
+# write-only credentials of docs/security.md.
+WRITE_ONLY_BUCKET=aegis-test-write-only
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 log() { echo "server-s3: $*" >&2; }
@@ -72,21 +83,64 @@ port_free() {
 	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# make_bucket URL CURLOPTS...: creates the bucket through the S3 API; one
-# that exists already is fine. The keys go to curl on stdin, not argv.
+# make_bucket URL BUCKET CURLOPTS...: creates the bucket through the S3
+# API; one that exists already is fine. The keys go to curl on stdin, not
+# argv.
 make_bucket() {
-	local url=$1 code
-	shift
+	local url=$1 bucket=$2 code
+	shift 2
 	code=$(printf 'user = "%s:%s"\n' "$access" "$secret" |
 		curl -s -o "$dir/make-bucket.out" -w '%{http_code}' -K - --aws-sigv4 "aws:amz:us-east-1:s3" \
-			-H "x-amz-content-sha256: $EMPTY_SHA256" -X PUT "$@" "$url/$BUCKET")
+			-H "x-amz-content-sha256: $EMPTY_SHA256" -X PUT "$@" "$url/$bucket")
 	case $code in
 	200 | 409) ;;
 	*)
 		cat "$dir/make-bucket.out" >&2 || true
-		die "creating bucket $BUCKET at $url: HTTP $code"
+		die "creating bucket $bucket at $url: HTTP $code"
 		;;
 	esac
+}
+
+# s3_send METHOD PATH-AND-QUERY BODYFILE: a request signed with the root
+# keys, on the plain gateway, with BODYFILE as its body; fails unless
+# HTTP 2xx. Keys and body reach curl through stdin and a file, not argv.
+s3_send() {
+	local method=$1 target=$2 body=$3 code sum
+	sum=$(sha256sum "$body" | cut -d' ' -f1)
+	code=$(printf 'user = "%s:%s"\n' "$access" "$secret" |
+		curl -s -o "$dir/s3-send.out" -w '%{http_code}' -K - --aws-sigv4 "aws:amz:us-east-1:s3" \
+			-H "x-amz-content-sha256: $sum" -X "$method" --data-binary "@$body" "http://127.0.0.1:$port$target")
+	case $code in
+	2??) ;;
+	*)
+		cat "$dir/s3-send.out" >&2 || true
+		die "$method $target: HTTP $code"
+		;;
+	esac
+}
+
+# write_only_account: the account of AEGIS_TEST_S3_WRITE_ONLY_CREDENTIALS_FILE
+# and its bucket, whose policy lets it do everything Aegis does but delete.
+write_only_account() {
+	local wa ws
+	if [ ! -s "$dir/credentials-write-only" ]; then
+		wa=$(openssl rand -hex 10 | tr 'a-f' 'A-F')
+		ws=$(openssl rand -base64 30 | tr -d '/+=\n')
+		(umask 077 && printf '<Account><Access>%s</Access><Secret>%s</Secret><Role>user</Role><UserID>0</UserID><GroupID>0</GroupID><ProjectID>0</ProjectID></Account>' \
+			"$wa" "$ws" >"$dir/write-only-account.xml")
+		s3_send PATCH /create-user "$dir/write-only-account.xml"
+		rm -f "$dir/write-only-account.xml"
+		(umask 077 && printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+			"$wa" "$ws" >"$dir/credentials-write-only")
+	fi
+	wa=$(sed -n 's/^aws_access_key_id = //p' "$dir/credentials-write-only")
+	make_bucket "http://127.0.0.1:$port" "$WRITE_ONLY_BUCKET"
+	printf '%s\n' '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["'"$wa"'"]},' \
+		' "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:GetBucketLocation", "s3:PutObject", "s3:GetObject",' \
+		'            "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],' \
+		' "Resource": ["arn:aws:s3:::'"$WRITE_ONLY_BUCKET"'", "arn:aws:s3:::'"$WRITE_ONLY_BUCKET"'/*"]}]}' \
+		>"$dir/write-only-policy.json"
+	s3_send PUT "/$WRITE_ONLY_BUCKET?policy=" "$dir/write-only-policy.json"
 }
 
 # run_gateway NAME PORT DATA [TLS OPTIONS...]: starts one gateway in the
@@ -181,18 +235,24 @@ start() {
 		chmod 0600 "$dir/tls/key.pem"
 	fi
 
-	start_gateway plain "$dir/port" "$dir/data" http
+	mkdir -p "$dir/iam"
+	start_gateway plain "$dir/port" "$dir/data" http --iam-dir "$dir/iam"
 	start_gateway tls "$dir/tls-port" "$dir/tls-data" https --cert "$dir/tls/cert.pem" --key "$dir/tls/key.pem"
 	local port tport
 	port=$(cat "$dir/port")
 	tport=$(cat "$dir/tls-port")
-	make_bucket "http://127.0.0.1:$port"
-	make_bucket "https://127.0.0.1:$tport" --cacert "$dir/tls/cert.pem"
+	make_bucket "http://127.0.0.1:$port" "$BUCKET"
+	make_bucket "http://127.0.0.1:$port" "$LOCKED_BUCKET" -H "x-amz-bucket-object-lock-enabled: true"
+	write_only_account
+	make_bucket "https://127.0.0.1:$tport" "$BUCKET" --cacert "$dir/tls/cert.pem"
 	log "versitygw $VERSITYGW_VERSION on http://127.0.0.1:$port and https://127.0.0.1:$tport, bucket $BUCKET"
 	cat <<EOF
 export AEGIS_TEST_S3_ENDPOINT=http://127.0.0.1:$port
 export AEGIS_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$tport
 export AEGIS_TEST_S3_BUCKET=$BUCKET
+export AEGIS_TEST_S3_LOCKED_BUCKET=$LOCKED_BUCKET
+export AEGIS_TEST_S3_WRITE_ONLY_BUCKET=$WRITE_ONLY_BUCKET
+export AEGIS_TEST_S3_WRITE_ONLY_CREDENTIALS_FILE=$dir/credentials-write-only
 export AEGIS_TEST_S3_CREDENTIALS_FILE=$dir/credentials
 export AEGIS_TEST_S3_ACCESS_KEY=$access
 export AEGIS_TEST_S3_SECRET_KEY=$secret

@@ -77,6 +77,19 @@ type S3Destination struct {
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 	PartSizeMiB        int  `json:"partSizeMiB,omitempty" validate:"omitempty,min=5,max=5120"`
 	ParallelUploads    int  `json:"parallelUploads,omitempty" validate:"omitempty,min=1,max=64"`
+	// ObjectLock, when set, locks every object Aegis writes for Days days
+	// (S3 Object Lock); the bucket must have Object Lock enabled.
+	ObjectLock *S3ObjectLock `json:"objectLock,omitempty"`
+}
+
+// S3ObjectLock is the retention Aegis sets on every object it writes to
+// an S3 bucket: no one may delete or overwrite the object before it ends.
+type S3ObjectLock struct {
+	// Mode is governance (users with s3:BypassGovernanceRetention may
+	// still delete) or compliance (no one may, not even the root account).
+	Mode string `json:"mode" validate:"required,oneof=governance compliance"`
+	// Days is how long each object stays locked after it is written.
+	Days int `json:"days" validate:"required,min=1,max=36500"`
 }
 
 // SFTPDestination stores snapshots on an SSH server.

@@ -116,6 +116,9 @@ func printPrune(w io.Writer, reports []*retention.PruneReport) {
 			sortRows(rows)
 			for _, s := range rows {
 				action, why := "keep", strings.Join(s.Rules, ", ")
+				if s.LockedUntil != nil && slices.Contains(s.Rules, retention.RuleLocked) {
+					why += " until " + s.LockedUntil.In(loc).Format("2006-01-02 15:04 MST")
+				}
 				if len(s.Rules) == 0 {
 					action, why = "delete", "kept by no rule"
 					if s.Deleted {

@@ -827,7 +827,9 @@ func (s *Store) walk(ctx context.Context, c *conn, dir string, temps bool, file 
 	return nil
 }
 
-// Delete removes the file of key and the directories it leaves empty.
+// Delete removes the file of key and the directories it leaves empty. A
+// file the server refuses to remove, although it is there, wraps
+// drivers.ErrDeleteDenied.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -841,7 +843,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			if _, serr := c.c.FileSize(p); serr != nil {
 				return nil
 			}
-			return err
+			// The file is there: the server refused (no permission in
+			// its directory, or DELE denied to the account).
+			return drivers.Permanent(fmt.Errorf("%w: %v", drivers.ErrDeleteDenied, err))
 		}
 		if err != nil {
 			return err
@@ -879,7 +883,12 @@ func (s *Store) Check(ctx context.Context) error {
 			_ = c.c.Delete(probe)
 			return fmt.Errorf("write check in %s: %w", root, err)
 		}
-		if err := c.c.Delete(probe); err != nil {
+		switch err := c.c.Delete(probe); {
+		case code(err) == ftp.StatusFileUnavailable:
+			// The probe is there: the account may write but not delete,
+			// on purpose (docs/security.md). Backups work.
+			s.log.Warn("the account may write but not delete: backups work, retention must run with another account", "probe", probe, "err", err)
+		case err != nil:
 			return fmt.Errorf("remove write check %s: %w", probe, err)
 		}
 		s.sweep(ctx, c)

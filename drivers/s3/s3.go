@@ -75,9 +75,26 @@ type Options struct {
 	// first, such as aborting an upload while the server was away
 	// (default 30s).
 	CleanupGrace time.Duration
+	// Clock dates the locks of new objects (default time.Now).
+	Clock func() time.Time
 	// PartSize overrides spec.partSizeMiB (tests use the minimum, 5 MiB,
 	// or less against servers that allow it).
 	PartSize int64
+}
+
+// withDefaults fills in the zero fields of o with their defaults.
+func (o Options) withDefaults() Options {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 30*time.Second)
+	o.StallTimeout = cmp.Or(o.StallTimeout, 2*time.Minute)
+	o.SweepAge = cmp.Or(o.SweepAge, 24*time.Hour)
+	o.CleanupGrace = cmp.Or(o.CleanupGrace, 30*time.Second)
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return o
 }
 
 // Store keeps objects in a bucket, below an optional prefix.
@@ -96,18 +113,13 @@ type Store struct {
 	cleanups  *retry.Deferred
 	bufs      *bufPool
 	closed    atomic.Bool
+	lock      *objectLock // nil: objects are not locked
 }
 
 // New returns a store for spec. It reads the credentials but does not
 // connect: the first request does.
 func New(spec v1.S3Destination, opts Options) (*Store, error) {
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
-	}
-	opts.ConnectTimeout = cmp.Or(opts.ConnectTimeout, 30*time.Second)
-	opts.StallTimeout = cmp.Or(opts.StallTimeout, 2*time.Minute)
-	opts.SweepAge = cmp.Or(opts.SweepAge, 24*time.Hour)
-	opts.CleanupGrace = cmp.Or(opts.CleanupGrace, 30*time.Second)
+	opts = opts.withDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -122,6 +134,10 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 	if spec.InsecureSkipVerify && spec.Endpoint == "" {
 		return nil, drivers.Permanent(errors.New("insecureSkipVerify needs an explicit spec.s3.endpoint: certificates of a provider's own endpoint are always verified"))
 	}
+	lock, err := newObjectLock(spec.ObjectLock)
+	if err != nil {
+		return nil, drivers.Permanent(err)
+	}
 	creds, err := loadCredentials(spec.CredentialsFile, opts.Getenv)
 	if err != nil {
 		return nil, drivers.Permanent(err)
@@ -133,23 +149,7 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 	if spec.InsecureSkipVerify && e.Secure {
 		log.Warn("TLS certificate checks are off for this endpoint (spec.s3.insecureSkipVerify)", "endpoint", e.URL())
 	}
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   opts.ConnectTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   opts.ConnectTimeout,
-		ResponseHeaderTimeout: opts.StallTimeout,
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		WriteBufferSize:       256 << 10,
-		ReadBufferSize:        256 << 10,
-	}
+	tr := newTransport(opts, tlsCfg)
 	lookup := minio.BucketLookupDNS
 	if e.PathStyle {
 		lookup = minio.BucketLookupPath
@@ -179,6 +179,7 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 		opts:      opts,
 		log:       log,
 		cleanups:  retry.NewDeferred(opts.Retry, opts.CleanupGrace),
+		lock:      lock,
 	}
 	s.partSize = int64(spec.PartSizeMiB) << 20
 	if s.partSize == 0 {
@@ -195,6 +196,28 @@ func New(spec v1.S3Destination, opts Options) (*Store, error) {
 		s.prefix = p + "/"
 	}
 	return s, nil
+}
+
+// newTransport is the HTTP transport of a store: its timeouts come from
+// opts, and large buffers suit large uploads.
+func newTransport(opts Options, tlsCfg *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   opts.ConnectTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   opts.ConnectTimeout,
+		ResponseHeaderTimeout: opts.StallTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}
 }
 
 // tlsConfig is nil for plain HTTP; for HTTPS it trusts the system's CAs
@@ -335,26 +358,46 @@ func (s *Store) List(ctx context.Context, prefix string) ([]drivers.ObjectInfo, 
 	return out, nil
 }
 
-// Delete removes the object of key; a missing one is not an error.
+// Delete removes the object of key; a missing one is not an error. A
+// deletion the server refuses (an object under a lock, credentials that
+// may not delete) wraps drivers.ErrDeleteDenied.
+//
+// With spec.s3.objectLock the bucket keeps versions: a plain DELETE would
+// only hide the object behind a delete marker, keeping its data (and its
+// cost), so Delete removes the current version itself.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	name, err := s.objectName(key)
 	if err != nil {
 		return err
 	}
+	var opts minio.RemoveObjectOptions
 	err = s.guard(ctx, func(ctx context.Context) error {
-		return s.client.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{})
-	})
-	if err != nil {
-		if err = s.classify(err, key); errors.Is(err, drivers.ErrNotFound) {
-			return nil
+		if s.lock != nil {
+			oi, err := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
+			if err != nil {
+				return err
+			}
+			opts.VersionID = oi.VersionID
 		}
-		return fmt.Errorf("delete %s: %w", s.where(name), err)
+		return s.client.RemoveObject(ctx, s.bucket, name, opts)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case deleteDenied(err):
+		var resp minio.ErrorResponse
+		errors.As(err, &resp)
+		return drivers.Permanent(fmt.Errorf("delete %s: %w: %s (%s, HTTP %d)", s.where(name), drivers.ErrDeleteDenied, resp.Message, resp.Code, resp.StatusCode))
 	}
-	return nil
+	if err = s.classify(err, key); errors.Is(err, drivers.ErrNotFound) {
+		return nil
+	}
+	return fmt.Errorf("delete %s: %w", s.where(name), err)
 }
 
-// Check proves the bucket exists and the credentials may write and delete
-// below the prefix, then aborts the multipart uploads crashed runs left.
+// Check proves the bucket exists (with Object Lock enabled when
+// spec.s3.objectLock is set) and the credentials may write below the
+// prefix, then aborts the multipart uploads crashed runs left.
 func (s *Store) Check(ctx context.Context) error {
 	var ok bool
 	err := s.guard(ctx, func(ctx context.Context) error {
@@ -368,21 +411,34 @@ func (s *Store) Check(ctx context.Context) error {
 	if !ok {
 		return drivers.Permanent(fmt.Errorf("bucket %s does not exist at %s", s.bucket, s.endpoint.URL()))
 	}
+	if s.lock != nil {
+		if err := s.checkLock(ctx); err != nil {
+			return err
+		}
+	}
 	probe := s.prefix + tmpPrefix + "check-" + randomHex(8)
 	body := []byte("aegis write check\n")
 	sum := sha256.Sum256(body)
+	var version string
 	err = s.guard(ctx, func(ctx context.Context) error {
-		_, err := s.core.PutObject(ctx, s.bucket, probe, bytes.NewReader(body), int64(len(body)), "", hex.EncodeToString(sum[:]),
+		// The probe is not locked, so it can go again.
+		info, err := s.core.PutObject(ctx, s.bucket, probe, bytes.NewReader(body), int64(len(body)), "", hex.EncodeToString(sum[:]),
 			minio.PutObjectOptions{DisableContentSha256: true, StorageClass: s.class})
+		version = info.VersionID
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("write check %s: %w", s.where(probe), s.classify(err, ""))
 	}
 	err = s.guard(ctx, func(ctx context.Context) error {
-		return s.client.RemoveObject(ctx, s.bucket, probe, minio.RemoveObjectOptions{})
+		return s.client.RemoveObject(ctx, s.bucket, probe, minio.RemoveObjectOptions{VersionID: version})
 	})
-	if err != nil {
+	switch {
+	case deleteDenied(err):
+		// Write-only credentials: backups work; deleting old snapshots
+		// is for other credentials (docs/security.md).
+		s.log.Warn("the credentials may write but not delete: backups work, retention must run with other credentials", "probe", s.where(probe), "err", err)
+	case err != nil:
 		return fmt.Errorf("delete check %s: %w", s.where(probe), s.classify(err, ""))
 	}
 	s.sweep(ctx)

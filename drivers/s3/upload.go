@@ -109,7 +109,7 @@ func (s *Store) putSingle(ctx context.Context, name string, data []byte) error {
 	err := s.opts.Retry.Do(ctx, "put "+s.where(name), func(ctx context.Context) error {
 		return s.classify(s.guardKick(ctx, func(ctx context.Context, kick func()) error {
 			_, err := s.core.PutObject(ctx, s.bucket, name, &kickReader{bytes.NewReader(data), kick}, int64(len(data)),
-				"", hex.EncodeToString(sum[:]), s.putOptions())
+				s.contentMD5(data), hex.EncodeToString(sum[:]), s.putOptions())
 			return err
 		}), "")
 	})
@@ -119,14 +119,16 @@ func (s *Store) putSingle(ctx context.Context, name string, data []byte) error {
 	return s.verify(ctx, name, int64(len(data)))
 }
 
+// putOptions are the options of a PUT and of the start of a multipart
+// upload: both carry the object's lock, if any.
 func (s *Store) putOptions() minio.PutObjectOptions {
-	return minio.PutObjectOptions{
+	return s.lockOptions(minio.PutObjectOptions{
 		ContentType:  "application/octet-stream",
 		StorageClass: s.class,
 		// We pass each payload's SHA-256, which signs it and lets the
 		// server check it, instead of minio's chunked signature.
 		DisableContentSha256: true,
-	}
+	})
 }
 
 // multipart uploads first, second (the last part if last) and the rest of r.
@@ -242,7 +244,7 @@ func (s *Store) putPart(ctx context.Context, name, id string, num int, data []by
 	err := s.opts.Retry.Do(ctx, fmt.Sprintf("upload part %d of %s", num, s.where(name)), func(ctx context.Context) error {
 		return s.classify(s.guardKick(ctx, func(ctx context.Context, kick func()) error {
 			p, err := s.core.PutObjectPart(ctx, s.bucket, name, id, num, &kickReader{bytes.NewReader(data), kick}, int64(len(data)),
-				minio.PutObjectPartOptions{Sha256Hex: sum, DisableContentSha256: true})
+				minio.PutObjectPartOptions{Md5Base64: s.contentMD5(data), Sha256Hex: sum, DisableContentSha256: true})
 			etag = p.ETag
 			return err
 		}), "")

@@ -760,7 +760,9 @@ func (s *Store) walk(ctx context.Context, c *conn, dir string, file, tmp func(ke
 	return nil
 }
 
-// Delete removes the file of key and the directories it leaves empty.
+// Delete removes the file of key and the directories it leaves empty. A
+// file the server refuses to remove, although it is there, wraps
+// drivers.ErrDeleteDenied.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -775,6 +777,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			return err
 		}
 		if err := c.sftp.Remove(p); err != nil && !notExist(err) {
+			if errors.Is(err, fs.ErrPermission) {
+				// The account may write but not delete here (a directory
+				// it may not change, or sftp-server -P remove).
+				return drivers.Permanent(fmt.Errorf("%w: %v", drivers.ErrDeleteDenied, err))
+			}
 			return err
 		}
 		s.tidy(c, path.Dir(p))
@@ -813,7 +820,11 @@ func (s *Store) Check(ctx context.Context) error {
 		if err := errors.Join(werr, cerr); err != nil {
 			return fmt.Errorf("write check in %s: %w", s.root, s.explainWrite(c, s.root, err))
 		}
-		if rerr != nil {
+		switch {
+		case errors.Is(rerr, fs.ErrPermission):
+			// Write-only on purpose (docs/security.md): backups work.
+			s.log.Warn("the account may write but not delete: backups work, retention must run with another account", "probe", probe, "err", rerr)
+		case rerr != nil:
 			return fmt.Errorf("remove write check %s: %w", probe, rerr)
 		}
 		s.sweep(ctx, c)

@@ -95,6 +95,10 @@ type DestinationPrune struct {
 	Deleted          int               `json:"deleted"`
 	LeftoversRemoved int               `json:"leftoversRemoved"`
 	BytesFreed       int64             `json:"bytesFreed"`
+	// DeleteDenied is set when the destination refused a deletion (the
+	// credentials may write but not delete): the pass stopped there and
+	// is Skipped, reported rather than failed (docs/security.md).
+	DeleteDenied bool `json:"deleteDenied,omitempty"`
 }
 
 // SnapshotVerdict is one snapshot and what retention does with it.
@@ -106,6 +110,9 @@ type SnapshotVerdict struct {
 	Size int64 `json:"size"`
 	// Rules are the rules that keep it.
 	Rules []string `json:"rules,omitempty"`
+	// LockedUntil is when the destination's lock on it ends, for a
+	// snapshot the rules let go (read only for those).
+	LockedUntil *time.Time `json:"lockedUntil,omitempty"`
 	// Deleted is true once it was deleted.
 	Deleted bool `json:"deleted,omitempty"`
 }
@@ -153,7 +160,7 @@ func (r *PruneReport) Summary() *v1.RetentionResult {
 		s.Deleted += d.Deleted
 		s.LeftoversRemoved += d.LeftoversRemoved
 		s.BytesFreed += d.BytesFreed
-		if d.Result == v1.ResultSucceeded {
+		if d.Result == v1.ResultSucceeded || d.DeleteDenied {
 			ok++
 		}
 		s.Destinations = append(s.Destinations, v1.RetentionDestinationResult{
@@ -233,6 +240,18 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 	if err != nil {
 		return fail("nothing deleted: %v", err)
 	}
+	if r, ok := drivers.As[drivers.Retainer](t.Dest); ok && len(plan.remove) > 0 {
+		locked, err := readLocks(ctx, r, plan.remove, now)
+		if err != nil {
+			return fail("nothing deleted: %v", err)
+		}
+		if locked > 0 {
+			// Keep them, and what they build on.
+			if plan, err = planPrune(dirs, rules, now, opts.Grace); err != nil {
+				return fail("nothing deleted: %v", err)
+			}
+		}
+	}
 	for _, k := range plan.keep {
 		dp.Keep = append(dp.Keep, k.dir.verdict(k.rules))
 	}
@@ -261,6 +280,9 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 
 	ex := &pruneExec{dest: t.Dest, log: log, opts: opts, now: now, destName: t.Name, policy: policy, rules: rules.String(), forced: forced}
 	if err := ex.deleteSnapshots(ctx, plan.remove, dp); err != nil {
+		if errors.Is(err, drivers.ErrDeleteDenied) {
+			return denied(log, dp, err)
+		}
 		return fail("%v", err)
 	}
 	if err := ex.removeLeftovers(ctx, plan.leftovers, dp); err != nil {
@@ -268,6 +290,46 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 	}
 	ex.cleanUp(ctx, plan.staleMarkers, dp)
 	return dp
+}
+
+// denied reports a pass that stopped because the destination refused a
+// deletion: the credentials may write but not delete, as a host that only
+// backs up should have. Reported, not failed; the pass from a host with
+// delete rights does the deleting.
+func denied(log *slog.Logger, dp *DestinationPrune, err error) *DestinationPrune {
+	dp.Result, dp.DeleteDenied = v1.ResultSkipped, true
+	dp.Message = fmt.Sprintf("the destination refused to delete, so retention stopped: %v; if these credentials are write-only on purpose, prune from a host with delete rights (aegis-agent prune --destination-credentials, docs/security.md)", err)
+	log.Warn("the destination refused a deletion: retention left the rest for credentials that may delete", "err", err)
+	return dp
+}
+
+// readLocks reads, for each snapshot about to be deleted, until when the
+// destination locks its manifest, and returns how many are locked after
+// now. The manifest is the last object of a snapshot written, so its lock
+// ends last. A manifest gone meanwhile counts as unlocked.
+func readLocks(ctx context.Context, r drivers.Retainer, dirs []*snapDir, now time.Time) (int, error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(manifestReaders)
+	for _, d := range dirs {
+		g.Go(func() error {
+			until, err := r.RetainedUntil(gctx, d.prefix+v1.ManifestName)
+			if err != nil && !errors.Is(err, drivers.ErrNotFound) {
+				return fmt.Errorf("read the lock of snapshot %s (source %s): %w", d.id, d.source, err)
+			}
+			d.lockedUntil = until
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dirs {
+		if d.lockedUntil.After(now) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // deleteSnapshots deletes the snapshots retention let go: several at once
@@ -317,6 +379,13 @@ func (x *pruneExec) removeLeftovers(ctx context.Context, leftovers []leftover, d
 			return fmt.Errorf("stopped before removing leftover %s: %w", l.dir.prefix, err)
 		}
 		removed, err := x.removeLeftover(ctx, l)
+		if errors.Is(err, drivers.ErrDeleteDenied) {
+			// Locked (a failed upload to a locked bucket) or write-only
+			// credentials: it stays until the lock ends or others delete.
+			dp.Leftovers[i].Reason += "; the destination refused to delete it"
+			x.log.Warn("the destination refused to delete a leftover; left alone", "dir", l.dir.prefix, "err", err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("remove leftover %s: %w", strings.TrimSuffix(l.dir.prefix, "/"), err)
 		}
@@ -341,7 +410,7 @@ func (x *pruneExec) cleanUp(ctx context.Context, staleMarkers []string, dp *Dest
 	}
 	// Temporary files the driver hides from List (the local driver's
 	// .aegis-tmp-* files).
-	if tc, ok := x.dest.(drivers.TempCleaner); ok {
+	if tc, ok := drivers.As[drivers.TempCleaner](x.dest); ok {
 		n, size, err := tc.CleanTemp(ctx, x.now.Add(-x.opts.Grace))
 		if err != nil {
 			x.log.Warn("cannot remove temporary files of interrupted uploads", "err", err)
@@ -399,6 +468,9 @@ type snapDir struct {
 	objects    []drivers.ObjectInfo
 	size       int64
 	hasMarker  bool
+	// lockedUntil is when the destination's lock on the manifest ends;
+	// read only for snapshots the rules let go (zero: not read or none).
+	lockedUntil time.Time
 	// manifest is nil when the directory has none.
 	manifest *v1.SnapshotManifest
 }
@@ -413,7 +485,12 @@ func (d *snapDir) time() time.Time {
 }
 
 func (d *snapDir) verdict(rules []string) SnapshotVerdict {
-	return SnapshotVerdict{Source: d.source, ID: d.id, Time: d.time().UTC(), Size: d.size, Rules: rules}
+	v := SnapshotVerdict{Source: d.source, ID: d.id, Time: d.time().UTC(), Size: d.size, Rules: rules}
+	if !d.lockedUntil.IsZero() {
+		t := d.lockedUntil.UTC()
+		v.LockedUntil = &t
+	}
+	return v
 }
 
 // idTime is the time in a snapshot ID (its first 16 characters); zero if
@@ -564,6 +641,7 @@ func planPrune(dirs []*snapDir, rules RetentionRules, now time.Time, grace time.
 		for _, k := range dec.Keep {
 			reasons[byID[k.ID]] = k.Reasons
 		}
+		keepLocked(group, reasons, now)
 		// A kept snapshot keeps what it builds on (incremental formats).
 		queue := make([]*snapDir, 0, len(reasons))
 		for d := range reasons {
@@ -609,6 +687,16 @@ func planPrune(dirs []*snapDir, rules RetentionRules, now time.Time, grace time.
 		return cmp.Or(b.time().Compare(a.time()), cmp.Compare(b.id, a.id), cmp.Compare(a.source, b.source))
 	})
 	return plan, nil
+}
+
+// keepLocked adds RuleLocked to the reasons of the snapshots whose lock
+// ends after now: deleting them would be refused.
+func keepLocked(group []*snapDir, reasons map[*snapDir][]string, now time.Time) {
+	for _, d := range group {
+		if d.lockedUntil.After(now) {
+			reasons[d] = append(slices.Clip(reasons[d]), RuleLocked)
+		}
+	}
 }
 
 // parentsOf lists the snapshot IDs a manifest builds on.
@@ -660,7 +748,9 @@ const finishTimeout = time.Minute
 func (x *pruneExec) deleteSnapshot(ctx context.Context, d *snapDir) error {
 	markerKey := d.prefix + deletingMarker
 	marked := d.hasMarker
-	if !marked && !d.oldEnough(x.now, x.opts.Grace) {
+	// On a destination that locks objects the marker would be locked
+	// too, and outlive the data it speaks for: no marker there.
+	if !marked && d.lockedUntil.IsZero() && !d.oldEnough(x.now, x.opts.Grace) {
 		body, _ := json.Marshal(map[string]any{"snapshot": d.id, "host": x.opts.Host, "policy": x.policy, "source": d.source, "time": x.now.UTC()})
 		if _, err := x.dest.Put(ctx, markerKey, bytes.NewReader(append(body, '\n'))); err != nil {
 			// Go on: freeing space matters most when writes fail. An

@@ -32,6 +32,10 @@ const (
 	RuleTooNew = "tooNew"
 	// RuleParent keeps a snapshot that a kept snapshot builds on.
 	RuleParent = "parent"
+	// RuleLocked keeps a snapshot the other rules let go while the
+	// destination still locks it (S3 Object Lock): deleting it would be
+	// refused. Its verdict carries the date the lock ends.
+	RuleLocked = "locked"
 )
 
 // RetentionRules are a policy's spec.retention, parsed, with the time zone
