@@ -556,7 +556,7 @@ func (a *Agent) execute(ctx context.Context, req snapshot.BackupRequest, wait bo
 	}
 	// Retention follows each successful backup, under the same lock.
 	if res.Result == v1.ResultSucceeded && req.Policy.Spec.Retention != nil {
-		a.retainLocked(ctx, log, req.Policy, req.Destinations, false, false)
+		a.retainLocked(ctx, log, req.Policy, req.Destinations, pruneMode{})
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,20 @@ type PruneRequest struct {
 	Policy string
 	DryRun bool
 	Force  bool
+	// Host prunes the snapshots another host made (empty: this host's):
+	// pruning from a machine with credentials that may delete, for a host
+	// whose own may only write (docs/security.md).
+	Host string
+	// Credentials replace the destinations' own, by destination name; the
+	// key "" applies to every destination (retention.ParseCredentialFlags).
+	Credentials map[string]string
+}
+
+// pruneMode is how one retention pass runs.
+type pruneMode struct {
+	dryRun, force bool
+	host          string            // whose snapshots; empty: this host's
+	credentials   map[string]string // by destination; "" for all
 }
 
 // ErrPolicyNotFound is returned (wrapped) by Prune for an unknown or
@@ -56,7 +71,7 @@ func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*retention.Prune
 		}
 		p := pols[n]
 		if req.DryRun {
-			reports = append(reports, a.retainLocked(ctx, a.log, p, dests, true, req.Force))
+			reports = append(reports, a.retainLocked(ctx, a.log, p, dests, pruneMode{dryRun: true, force: req.Force, host: req.Host, credentials: req.Credentials}))
 			continue
 		}
 		lock, err := lockPolicy(ctx, a.opts.StateDir, n, false)
@@ -64,7 +79,7 @@ func (a *Agent) Prune(ctx context.Context, req PruneRequest) ([]*retention.Prune
 			reports = append(reports, &retention.PruneReport{Policy: n, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*retention.DestinationPrune{}})
 			continue
 		}
-		reports = append(reports, a.retainLocked(ctx, a.log, p, dests, false, req.Force))
+		reports = append(reports, a.retainLocked(ctx, a.log, p, dests, pruneMode{force: req.Force, host: req.Host, credentials: req.Credentials}))
 		lock.unlock()
 	}
 	if !req.DryRun && len(names) > 0 {
@@ -97,20 +112,28 @@ func (a *Agent) runRetention(ctx context.Context, p *v1.BackupPolicy, dests map[
 		return nil
 	}
 	defer lock.unlock()
-	return a.retainLocked(ctx, a.log, p, dests, false, false)
+	return a.retainLocked(ctx, a.log, p, dests, pruneMode{})
 }
 
 // retainLocked applies a policy's retention to its destinations; the
 // caller holds the policy's lock unless dryRun. It records the pass (not a
 // dry run) in the state store.
-func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, dests map[string]*v1.Destination, dryRun, force bool) *retention.PruneReport {
+func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, dests map[string]*v1.Destination, mode pruneMode) *retention.PruneReport {
 	name := p.Metadata.Name
+	host := cmp.Or(mode.host, a.opts.Host)
+	// Another host's pass is that host's business: this host's state
+	// neither informs it (its last run) nor records it.
+	foreign := host != a.opts.Host
+	dryRun := mode.dryRun
 	records, err := a.store.Records()
 	if err != nil {
-		return &retention.PruneReport{Policy: name, Host: a.opts.Host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*retention.DestinationPrune{}}
+		return &retention.PruneReport{Policy: name, Host: host, Time: a.opts.Now(), Error: err.Error(), Destinations: []*retention.DestinationPrune{}}
 	}
 	rec := records[v1.KindBackupPolicy+"/"+name]
-	opts := retention.PruneOptions{Host: a.opts.Host, Clock: a.opts.Now, DryRun: dryRun, Force: force, LastRun: rec.LastRun, Logger: log}
+	if foreign {
+		rec.LastRun = nil
+	}
+	opts := retention.PruneOptions{Host: host, Clock: a.opts.Now, DryRun: dryRun, Force: mode.force, LastRun: rec.LastRun, Logger: log}
 	if !dryRun && a.opts.LogDir != "" {
 		j, err := retention.OpenRetentionLog(a.opts.LogDir)
 		if err != nil {
@@ -129,6 +152,13 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 	for _, dn := range p.Spec.Destinations {
 		t := retention.PruneTarget{Name: dn}
 		spec, ok := dests[dn]
+		if f := cmp.Or(mode.credentials[dn], mode.credentials[""]); ok && f != "" {
+			if spec, err = retention.WithCredentials(spec, f); err != nil {
+				t.Err = err
+				targets = append(targets, t)
+				continue
+			}
+		}
 		switch {
 		case !ok:
 			t.Err = fmt.Errorf("destination %q not found or invalid", dn)
@@ -144,7 +174,7 @@ func (a *Agent) retainLocked(ctx context.Context, log *slog.Logger, p *v1.Backup
 		targets = append(targets, t)
 	}
 	rep := retention.PrunePolicy(ctx, p, targets, opts)
-	if !dryRun {
+	if !dryRun && !foreign {
 		a.recordRetention(name, rep)
 	}
 	return rep

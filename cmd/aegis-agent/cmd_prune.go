@@ -21,6 +21,7 @@ import (
 func newPruneCommand(g *globals) *cobra.Command {
 	var req reconcile.PruneRequest
 	var asJSON bool
+	var credentials []string
 	cmd := &cobra.Command{
 		Use:   "prune [POLICY]",
 		Short: "Apply retention now",
@@ -37,7 +38,8 @@ snapshot. The newest snapshot of each source is never deleted.
 Exit code 1 when a destination could not be pruned (with --dry-run: when one
 could not be listed).`,
 		Example: `  aegis-agent prune web --dry-run
-  aegis-agent prune --json`,
+  aegis-agent prune --json
+  aegis-agent prune web --host web1 --destination-credentials /root/prune-credentials   # from another machine (docs/security.md)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -51,6 +53,9 @@ could not be listed).`,
 			a, err := g.agent(log)
 			if err != nil {
 				return err
+			}
+			if req.Credentials, err = retention.ParseCredentialFlags(credentials); err != nil {
+				return invalid(err)
 			}
 			reports, cfg, err := a.Prune(cmd.Context(), req)
 			if errors.Is(err, reconcile.ErrPolicyNotFound) {
@@ -85,6 +90,8 @@ could not be listed).`,
 	}
 	cmd.Flags().BoolVar(&req.DryRun, "dry-run", false, "show what would be kept and deleted; change nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&req.Host, "host", "", "prune the snapshots this host made (default: this machine's host name); for pruning from another machine")
+	cmd.Flags().StringArrayVar(&credentials, "destination-credentials", nil, "[NAME=]FILE: credentials for the destinations (or destination NAME) that may delete, in place of the manifest's; repeatable")
 	cmd.Flags().BoolVar(&req.Force, "force", false, "also prune destinations whose last backup failed or whose listing lacks the last backup's snapshot")
 	return cmd
 }
