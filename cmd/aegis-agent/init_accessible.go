@@ -133,7 +133,7 @@ func (f accessibleField) RunAccessible(out io.Writer, in io.Reader) (err error) 
 		}
 	}()
 	if def := f.defaultText(); def != "" {
-		out = &promptWriter{w: out, suffix: "[" + def + "] "}
+		out = &promptWriter{w: out, suffix: def}
 	}
 	err = f.Field.RunAccessible(out, in)
 	if errors.Is(err, io.EOF) {
@@ -191,10 +191,10 @@ func (p *promptWriter) Write(b []byte) (int, error) {
 	if len(b) == 0 || b[len(b)-1] == '\n' {
 		return p.w.Write(b)
 	}
-	if _, err := p.w.Write(bytes.TrimRight(b, " ")); err != nil {
-		return 0, err
-	}
-	if _, err := io.WriteString(p.w, " "+p.suffix); err != nil {
+	prompt := bytes.TrimRight(b, " ")
+	colon := bytes.HasSuffix(prompt, []byte(":"))
+	prompt = bytes.TrimSuffix(prompt, []byte(":"))
+	if _, err := fmt.Fprintf(p.w, "%s [%s]%s ", prompt, p.suffix, map[bool]string{true: ":"}[colon]); err != nil {
 		return 0, err
 	}
 	return len(b), nil

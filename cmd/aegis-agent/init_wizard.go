@@ -37,6 +37,9 @@ type wizard struct {
 	in *lineReader
 	// secrets are the inputs whose answer is not shown.
 	secrets map[*huh.Input]bool
+	// removeIdentity is set when the user asked to remove the age
+	// identity from this host once the setup is written.
+	removeIdentity bool
 	// hidden holds the hide conditions of groups (see hideIf).
 	hidden map[*huh.Group]func() bool
 }
@@ -1091,7 +1094,7 @@ func (w *wizard) encryption() error {
 			err = cerr
 		}
 		if err == nil {
-			w.done("encryption: " + describeEncryption(*e))
+			w.done("encryption: " + describeEncryption(*e) + map[bool]string{true: " (removed from this host after the setup)"}[w.removeIdentity])
 		}
 		return err
 	}
@@ -1099,6 +1102,7 @@ func (w *wizard) encryption() error {
 
 func (w *wizard) ageKey() error {
 	e := &w.a.Encryption
+	w.removeIdentity = false
 	how := "generate"
 	opts := []huh.Option[string]{
 		huh.NewOption("Generate a new key (recommended)", "generate"),
@@ -1137,9 +1141,17 @@ func (w *wizard) ageKey() error {
 	if e.NewKey == nil {
 		state = "It exists already and is used as it is."
 	}
-	return w.keyWarning("Your age key", fmt.Sprintf(
+	if err := w.keyWarning("Your age key", fmt.Sprintf(
 		"Identity (the secret key): %s\n%s\nPublic key (goes into the manifest): %s",
-		e.IdentityFile, state, e.Recipients[0]), e.IdentityFile)
+		e.IdentityFile, state, e.Recipients[0]), e.IdentityFile); err != nil {
+		return err
+	}
+	remove, err := w.confirm("Remove the identity from this host after the setup?",
+		"Backups need only the public key. Without the identity here, whoever takes this server cannot read\n"+
+			"the backups; restore and verify then need --identity with your copy. It is removed at the very end,\n"+
+			"after the first backup and once you confirm your copy.", false)
+	w.removeIdentity = remove
+	return err
 }
 
 func (w *wizard) opensslKey() error {
@@ -1413,17 +1425,51 @@ func (w *wizard) write(plan *setup.Plan) error {
 		}
 		fmt.Fprintln(w.out, okStyle.Render("✓ first backup stored and verified"))
 	}
-	w.nextSteps()
+	removed := false
+	if w.removeIdentity {
+		if removed, err = w.removeKey(); err != nil {
+			return err
+		}
+	}
+	w.nextSteps(removed)
 	return nil
 }
 
-func (w *wizard) nextSteps() {
+// removeKey removes the age identity from this host once the user
+// confirms a copy is kept elsewhere, and says plainly what was done.
+func (w *wizard) removeKey() (bool, error) {
+	file := w.a.Encryption.IdentityFile
+	ok := false
+	err := w.form(w.group(
+		huh.NewNote().Title("Removing the identity from this host").Description(
+			"Copy it off this server first, if not done yet:\n\n    cat "+file+"\n\n"+
+				"Once removed, restore and verify need --identity FILE with your copy."),
+		huh.NewConfirm().Title("Remove "+file+" now?").
+			Affirmative("Yes, my copy is safe").Negative("No, keep it here").Value(&ok),
+	))
+	if err != nil && !errors.Is(err, errBack) {
+		return false, err
+	}
+	if !ok {
+		fmt.Fprintln(w.out, dimStyle.Render("· the identity stays on this host: "+file))
+		return false, nil
+	}
+	if err := os.Remove(file); err != nil {
+		return false, failed(fmt.Errorf("remove the identity: %w", err))
+	}
+	w.done("the identity is removed from this host: restore and verify need --identity FILE with your copy")
+	return true, nil
+}
+
+func (w *wizard) nextSteps(keyRemoved bool) {
 	var b strings.Builder
 	b.WriteString(headStyle.Render("\nNext steps") + "\n")
 	b.WriteString("  Start the agent, which runs the schedule (installed by make install):\n      systemctl enable --now aegis-agent\n")
 	b.WriteString("  (A running agent picks the new manifests up by itself.)\n")
 	b.WriteString("  See what it does:   aegis-agent status\n")
 	switch e := w.a.Encryption; {
+	case keyRemoved:
+		b.WriteString("  This host has no identity to decrypt the backups (status says so):\n      aegis-agent restore " + w.a.Policy + " --identity FILE\n")
 	case e.Mode == "age" && e.IdentityFile != "":
 		b.WriteString("  Copy the key off this server now:   cat " + e.IdentityFile + "\n")
 	case e.Mode == "openssl":

@@ -258,6 +258,7 @@ func TestInitWizardLocalFiles(t *testing.T) {
 	s.yesNo("Will you keep a copy of the key off this server?", "n")
 	s.expect("losing the server loses every backup")
 	s.press("y")
+	s.keep("Remove the identity from this host after the setup?") // no
 	s.expect("✓ encryption: age, identity " + filepath.Join(e.keys, "web.key"))
 
 	s.choose("When should backups run?", 0, "every hour, on the hour")
@@ -444,6 +445,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	s.choose("Encryption", 0, "age (recommended)")
 	s.choose("age key", 0, "Generate a new key")
 	s.yesNo("Will you keep a copy of the key off this server?", "y")
+	s.keep("Remove the identity from this host after the setup?") // no
 	s.expect("✓ encryption: age")
 
 	s.choose("When should backups run?", 2, "every day at 02:00")
@@ -682,7 +684,7 @@ func TestInitAccessible(t *testing.T) {
 		"web",                 // policy
 		"1", "", backups, "n", // a local destination, named disk
 		"1", "", e.root + "/nope", e.root, "", "y", "n", // files: a wrong path first
-		"1", "1", "y", // age, generated, a copy kept
+		"1", "1", "y", "", // age, generated, a copy kept, the identity stays
 		"1", "UTC", "", "", "", "", "", // hourly, retention as proposed
 		"", "", "n", // no notifications
 		"1", "n", // write, no first backup
