@@ -243,16 +243,20 @@ func (w *wizard) pickSetup() error {
 		return invalid(err)
 	}
 	if existing == nil && w.f.policy == "" && len(names) > 1 {
-		choice := ""
-		opts := []huh.Option[string]{}
+		// The one edited last comes first and is proposed: huh scrolls
+		// a list to its proposed option, which hides the ones above it.
+		choice := setup.LastEdited(w.dirs)
+		opts := []huh.Option[string]{huh.NewOption("Edit policy "+choice+" (edited last)", choice)}
 		for _, n := range names {
-			opts = append(opts, huh.NewOption("Edit policy "+n, n))
+			if n != choice {
+				opts = append(opts, huh.NewOption("Edit policy "+n, n))
+			}
 		}
 		opts = append(opts, huh.NewOption("Set up a new policy", ""))
 		if err := w.form(w.group(huh.NewSelect[string]().
 			Title("This host has several backup policies").
 			Description("Pick the one to edit; a new one goes into a file of its own.").
-			Options(opts...).Value(&choice))); err != nil {
+			Value(&choice).Options(opts...))); err != nil {
 			return err
 		}
 		if choice != "" {
@@ -426,9 +430,9 @@ func (w *wizard) destinationOnce(d *setup.DestinationAnswer, existing bool, n in
 		title = fmt.Sprintf("Destination %d: %s (%s)", n, d.Name, setup.DescribeDestination(*d))
 		opts = append(opts, huh.NewOption("Remove this destination", "remove"))
 	}
-	if err := w.form(w.group(huh.NewSelect[string]().Title(title).
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&kind).Title(title).
 		Description("Snapshots are stored per host, so several servers can share one destination.").
-		Options(opts...).Value(&kind))); err != nil {
+		Options(opts...))); err != nil {
 		return false, err
 	}
 	if kind == "remove" {
@@ -630,9 +634,9 @@ func (w *wizard) sftpForm(d *setup.DestinationAnswer, problem string) error {
 			huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 			huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(orCurrent(&s.Path, required("a directory"))),
-			huh.NewSelect[string]().Title("Log in with").Options(
+			huh.NewSelect[string]().Value(&auth).Title("Log in with").Options(
 				huh.NewOption("A private key file (recommended)", "key"),
-				huh.NewOption("A password", "password")).Value(&auth),
+				huh.NewOption("A password", "password")),
 		)...),
 		w.hideIf(w.group(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, setup.CheckExistingFile))), func() bool { return auth != "key" }),
 		w.hideIf(w.group(w.secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
@@ -672,10 +676,10 @@ func (w *wizard) ftpForm(d *setup.DestinationAnswer, problem string) error {
 	err := w.form(w.group(append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, setup.CheckHost)),
-		huh.NewSelect[string]().Title("Encryption of the connection").Options(
+		huh.NewSelect[string]().Value(&tls).Title("Encryption of the connection").Options(
 			huh.NewOption("Explicit TLS (AUTH TLS, usually port 21) — recommended", "explicit"),
 			huh.NewOption("Implicit TLS (FTPS, usually port 990)", "implicit"),
-			huh.NewOption("None: password and data travel in clear text", "none")).Value(&tls),
+			huh.NewOption("None: password and data travel in clear text", "none")),
 		huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 		w.secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
@@ -851,7 +855,7 @@ func (w *wizard) sourceOnce(s *setup.SourceAnswer, existing bool, n int) (bool, 
 		title = fmt.Sprintf("Source %d: %s (%s)", n, s.Name, setup.DescribeSource(*s))
 		opts = append(opts, huh.NewOption("Remove this source", "remove"))
 	}
-	if err := w.form(w.group(huh.NewSelect[string]().Title(title).Options(opts...).Value(&kind))); err != nil {
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&kind).Title(title).Options(opts...))); err != nil {
 		return false, err
 	}
 	if kind == "remove" {
@@ -1019,9 +1023,9 @@ func (w *wizard) dockerForm(s *setup.SourceAnswer, problem string) error {
 	err := w.form(
 		w.group(append(problemNote(problem),
 			nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
-			huh.NewSelect[string]().Title("Which volumes?").Options(
+			huh.NewSelect[string]().Value(&by).Title("Which volumes?").Options(
 				huh.NewOption("One volume, by name", "name"),
-				huh.NewOption("Every volume with a label", "label")).Value(&by),
+				huh.NewOption("Every volume with a label", "label")),
 		)...),
 		w.hideIf(w.group(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, setup.CheckVolume))), func() bool { return by != "name" }),
 		w.hideIf(w.group(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
@@ -1068,13 +1072,13 @@ func (w *wizard) encryption() error {
 	e := &w.a.Encryption
 	for {
 		mode := setup.OrDefault(e.Mode, "age")
-		if err := w.form(w.group(huh.NewSelect[string]().Title("Encryption").
+		if err := w.form(w.group(huh.NewSelect[string]().Value(&mode).Title("Encryption").
 			Description("Backups leave this host: encrypt them.").
 			Options(
 				huh.NewOption("age (recommended): this host holds only the public key, so it cannot read old backups", "age"),
 				huh.NewOption("openssl AES-256-CBC with a key file (as the original Aegis did)", "openssl"),
 				huh.NewOption("None: store backups unencrypted", "none"),
-			).Value(&mode))); err != nil {
+			))); err != nil {
 			return err
 		}
 		if mode != e.Mode {
@@ -1116,7 +1120,7 @@ func (w *wizard) ageKey() error {
 		}
 		opts = append([]huh.Option[string]{huh.NewOption("Keep the current key(s): "+shorten(what, 60), "keep")}, opts...)
 	}
-	if err := w.form(w.group(huh.NewSelect[string]().Title("age key").Options(opts...).Value(&how))); err != nil {
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&how).Title("age key").Options(opts...))); err != nil {
 		return err
 	}
 	switch how {
@@ -1233,7 +1237,7 @@ func (w *wizard) schedule() error {
 	}
 	err := w.form(
 		w.group(
-			huh.NewSelect[string]().Title("When should backups run?").Options(opts...).Value(&preset),
+			huh.NewSelect[string]().Value(&preset).Title("When should backups run?").Options(opts...),
 			huh.NewInput().Title("Time zone of the schedule").Description("An IANA name, such as UTC or Europe/Berlin.").
 				Value(&tz).Validate(orCurrent(&tz, setup.CheckTimeZone)),
 		),
@@ -1381,8 +1385,8 @@ func (w *wizard) review(secs []section) (*setup.Plan, string, error) {
 	if err != nil || len(plan.Problems) > 0 {
 		action, opts = "1", opts[1:]
 	}
-	if err := w.form(w.group(huh.NewSelect[string]().Title("Write this setup?").
-		Description("Esc goes back to the notifications.").Options(opts...).Value(&action))); err != nil {
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&action).Title("Write this setup?").
+		Description("Esc goes back to the notifications.").Options(opts...))); err != nil {
 		return nil, "", err
 	}
 	return plan, action, nil
