@@ -1294,19 +1294,7 @@ func (w *wizard) notifications() error {
 	if len(n.Webhooks) > 0 {
 		webhook, more = n.Webhooks[0].URL, n.Webhooks[1:]
 	}
-	err := w.form(w.group(
-		huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Each is optional: Enter skips."),
-		huh.NewInput().Title("Ping URL").
-			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
-			Placeholder("https://hc-ping.com/your-uuid").
-			Value(&n.Ping).Validate(orCurrent(&n.Ping, setup.CheckURL)),
-		huh.NewInput().Title("Webhook URL").
-			Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
-			Placeholder("https://chat.example.com/hooks/backups").
-			Value(&webhook).Validate(orCurrent(&webhook, setup.CheckURL)),
-		huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
-	))
-	if err != nil {
+	if err := w.askNotify(&n, &webhook); err != nil {
 		return err
 	}
 	n.Ping, webhook = strings.TrimSpace(n.Ping), strings.TrimSpace(webhook)
@@ -1336,6 +1324,43 @@ func (w *wizard) notifications() error {
 	w.a.Notify = &n
 	w.done("notifications: " + strings.Join(parts, "; "))
 	return nil
+}
+
+// askNotify asks for the ping URL and the first webhook, and sends a
+// test ping to a new ping URL; one that fails is shown above the fields
+// again, and kept if the user keeps it.
+func (w *wizard) askNotify(n *v1.Notify, webhook *string) error {
+	problem, pinged := "", ""
+	if w.a.Notify != nil {
+		pinged = w.a.Notify.Ping // pinged when it was set up
+	}
+	for {
+		err := w.form(w.group(append(problemNote(problem),
+			huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Each is optional: Enter skips."),
+			huh.NewInput().Title("Ping URL").
+				Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
+				Placeholder("https://hc-ping.com/your-uuid").
+				Value(&n.Ping).Validate(orCurrent(&n.Ping, setup.CheckURL)),
+			huh.NewInput().Title("Webhook URL").
+				Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
+				Placeholder("https://chat.example.com/hooks/backups").
+				Value(webhook).Validate(orCurrent(webhook, setup.CheckURL)),
+			huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
+		)...))
+		n.Ping = strings.TrimSpace(n.Ping)
+		if err != nil || n.Ping == "" || w.f.skipChecks || n.Ping == pinged {
+			return err
+		}
+		fmt.Fprintln(w.out, "Sending a test ping ...")
+		res := setup.PingLive(w.ctx, nil, n.Ping, w.a.Policy)
+		if res.Err == nil {
+			fmt.Fprintln(w.out, okStyle.Render("✓ "+res.What+": the monitor got it"))
+			return nil
+		}
+		fmt.Fprintln(w.out, badStyle.Render("✗ "+res.What+": "+res.Err.Error()))
+		pinged = n.Ping
+		problem = fmt.Sprintf("The %s failed: %v\nCorrect the ping URL, or keep it as it is (Enter) to use it anyway.", res.What, res.Err)
+	}
 }
 
 func describeEncryption(e setup.EncryptionAnswer) string {

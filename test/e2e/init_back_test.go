@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -54,6 +57,19 @@ func TestInitWizardGoesBack(t *testing.T) {
 	src := filepath.Join(e.root, "www")
 	os.MkdirAll(src, 0o755)
 	backups := filepath.Join(e.root, "backups")
+	var (
+		mu    sync.Mutex
+		pings []string
+	)
+	monitor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		pings = append(pings, r.URL.Path)
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer monitor.Close()
 
 	s := startScreen(t, e.initCmd("--policy", "web"))
 	s.keep("Name of this backup policy")
@@ -97,9 +113,17 @@ func TestInitWizardGoesBack(t *testing.T) {
 	for _, f := range []string{"Hourly", "Daily", "Weekly", "Monthly", "Yearly"} {
 		s.keep(f)
 	}
-	s.keep("Ping URL")
+	// A ping URL gets a test ping, whose result is shown; a failed one
+	// is asked again.
+	s.field("Ping URL", monitor.URL+"/missing")
 	s.keep("Webhook URL")
 	s.keep("Also send the webhook after every successful run?")
+	s.expect("✗ test ping to " + monitor.URL + "/…: the monitor answered 404 Not Found: is the URL right?")
+	s.expect("The test ping to " + monitor.URL + "/… failed")
+	s.field("Ping URL", monitor.URL+"/uuid")
+	s.keep("Webhook URL")
+	s.keep("Also send the webhook after every successful run?")
+	s.expect("✓ test ping to " + monitor.URL + "/…: the monitor got it")
 
 	// The review jumps to one section and comes back to the review.
 	s.choose("Write this setup?", 5, "Change the schedule and retention")
@@ -120,7 +144,12 @@ func TestInitWizardGoesBack(t *testing.T) {
 		t.Fatalf("init exit code %d", code)
 	}
 	manifest := readFile(t, filepath.Join(e.config, "web.yaml"))
-	if !strings.Contains(manifest, `schedule: "0 2 * * *"`) || strings.Count(manifest, "kind: Destination") != 1 {
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(pings, " "); got != "/missing /uuid" {
+		t.Errorf("the monitor got pings %q, want /missing then /uuid", got)
+	}
+	if !strings.Contains(manifest, `schedule: "0 2 * * *"`) || strings.Count(manifest, "kind: Destination") != 1 || !strings.Contains(manifest, monitor.URL+"/uuid") {
 		t.Errorf("manifest:\n%s", manifest)
 	}
 
