@@ -148,7 +148,10 @@ func (m *backable) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.first == nil {
 			m.first = m.form.GetFocusedField()
 		}
-		if k.String() == "esc" || (k.String() == "shift+tab" && m.form.GetFocusedField() == m.first) {
+		// Esc in a list being filtered ends the filter, as huh has it.
+		sel, filtering := m.form.GetFocusedField().(*huh.Select[string])
+		filtering = filtering && sel.GetFiltering()
+		if k.String() == "esc" && !filtering || k.String() == "shift+tab" && m.form.GetFocusedField() == m.first {
 			m.back = true
 			return m, tea.Quit
 		}
@@ -289,8 +292,10 @@ retention, and notifications. Each answer is checked as you give it.
   keys       %s
   secrets    %s  (mode 0600)
 
-Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
-		w.dirs.Config, w.dirs.Keys, w.dirs.Secrets)
+Nothing is written until you confirm at the end, where any part can be
+changed again. %s`,
+		w.dirs.Config, w.dirs.Keys, w.dirs.Secrets,
+		map[bool]string{true: "Ctrl+C or Ctrl+D leaves at any time.", false: "Esc goes back a screen; Ctrl+C leaves at any time."}[w.in != nil])
 	if w.file != "" {
 		intro += fmt.Sprintf("\n\nEditing policy %s from %s: its current values are the\ndefaults, so Enter keeps what is there.", w.a.Policy, w.file)
 	}

@@ -210,3 +210,36 @@ func TestInitRemovesIdentity(t *testing.T) {
 		t.Errorf("restore without --identity succeeded after the identity was removed:\n%s", res.stdout)
 	}
 }
+
+// TestInitAccessibleInterruptsPassword: Ctrl+C at a password prompt of
+// --accessible mode, which reads the terminal itself, cancels too, and
+// gives the terminal its echo back.
+func TestInitAccessibleInterruptsPassword(t *testing.T) {
+	e := newInitEnv(t)
+	s := startScreen(t, e.initCmd("--accessible", "--policy", "web"))
+	s.expect("Name of this backup policy [web] ")
+	s.press("\r")
+	s.expect("Enter a number between 1 and 10 [1]: ")
+	s.press("2\r") // Amazon S3
+	s.expect("Name of this destination [aws] ")
+	s.press("\r")
+	s.expect("Region [us-east-1] ")
+	s.press("\r")
+	s.expect("Endpoint URL ")
+	s.press("\r")
+	s.expect("Bucket ")
+	s.press("backups-1\r")
+	s.expect("Prefix inside the bucket (optional) ")
+	s.press("\r")
+	s.expect("Access key ID ")
+	s.press("AKIAEXAMPLE\r")
+	s.expect("Secret access key ")
+	s.press(keyCtrlC)
+	s.expect("setup cancelled: nothing was written.")
+	if code := s.wait(); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	if entries, _ := os.ReadDir(e.config); len(entries) != 0 {
+		t.Errorf("wrote %d file(s) in %s", len(entries), e.config)
+	}
+}
