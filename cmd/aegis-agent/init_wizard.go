@@ -246,9 +246,8 @@ func (w *wizard) pickSetup() error {
 		return invalid(err)
 	}
 	if existing == nil && w.f.policy == "" && len(names) > 1 {
-		// The one edited last comes first and is proposed: huh scrolls
-		// a list to its proposed option, which hides the ones above it.
-		choice := setup.LastEdited(w.dirs)
+		// The one edited last comes first and is proposed.
+		choice := setup.OrDefault(setup.LastEdited(w.dirs), names[0])
 		opts := []huh.Option[string]{huh.NewOption("Edit policy "+choice+" (edited last)", choice)}
 		for _, n := range names {
 			if n != choice {
@@ -256,10 +255,14 @@ func (w *wizard) pickSetup() error {
 			}
 		}
 		opts = append(opts, huh.NewOption("Set up a new policy", ""))
-		if err := w.form(w.group(huh.NewSelect[string]().
-			Title("This host has several backup policies").
-			Description("Pick the one to edit; a new one goes into a file of its own.").
-			Value(&choice).Options(opts...))); err != nil {
+		err := errBack // there is no screen before this one
+		for errors.Is(err, errBack) {
+			err = w.form(w.group(huh.NewSelect[string]().
+				Title("This host has several backup policies").
+				Description("Pick the one to edit; a new one goes into a file of its own.").
+				Value(&choice).Options(opts...)))
+		}
+		if err != nil {
 			return err
 		}
 		if choice != "" {

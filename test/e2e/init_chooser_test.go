@@ -31,6 +31,10 @@ func TestInitChooserShowsPolicies(t *testing.T) {
 	s.expect("Edit policy app")
 	s.expect("Edit policy db")
 	s.expect("Set up a new policy")
+	// There is no screen before this one: Esc leaves it where it is.
+	s.press(keyEsc)
+	s.expect("┃ This host has several backup policies")
+	s.expect("> Edit policy web (edited last)")
 	s.press(keyEnter)
 	s.expect("Editing policy web from " + filepath.Join(e.config, "web.yaml"))
 	s.press(keyCtrlC)
