@@ -1409,6 +1409,9 @@ func (w *wizard) review(secs []section) (*setup.Plan, string, error) {
 	} else {
 		w.showPlan(plan)
 	}
+	if w.removeIdentity {
+		fmt.Fprintln(w.out, "The age identity "+w.a.Encryption.IdentityFile+" is removed from this host at the end, once you\nconfirm your copy: restore and verify then need --identity FILE.")
+	}
 	action := "write"
 	opts := []huh.Option[string]{huh.NewOption("Write these files", "write")}
 	for i, s := range secs {

@@ -192,6 +192,7 @@ func TestInitRemovesIdentity(t *testing.T) {
 	}
 	for _, want := range []string{
 		"✓ encryption: age, identity " + key + " (removed from this host after the setup)",
+		"The age identity " + key + " is removed from this host at the end, once you\nconfirm your copy: restore and verify then need --identity FILE.",
 		"✓ first backup stored and verified",
 		"✓ the identity is removed from this host: restore and verify need --identity FILE with your copy",
 	} {
