@@ -114,6 +114,7 @@ monitoring check.`,
 					color = true
 				}
 				printStatus(out, rows, now, color)
+				printIdentities(out, cfg, g.keysDir)
 				if len(cfg.Errors) > 0 {
 					fmt.Fprintf(out, "\n%d problem(s) in the manifests: aegis-agent validate lists them\n", len(cfg.Errors))
 				}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/huh"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/spf13/cobra"
@@ -32,42 +33,16 @@ type wizard struct {
 	file string
 	// others are the policies of the config directory init is not editing.
 	others []string
-	// in is standard input, watched for its end in --accessible mode,
-	// where the prompts would otherwise take an ended input for answers.
-	in *eofReader
+	// in is standard input in --accessible mode, nil otherwise.
+	in *lineReader
+	// secrets are the inputs whose answer is not shown.
+	secrets map[*huh.Input]bool
+	// removeIdentity is set when the user asked to remove the age
+	// identity from this host once the setup is written.
+	removeIdentity bool
 	// hidden holds the hide conditions of groups (see hideIf).
 	hidden map[*huh.Group]func() bool
 }
-
-// eofReader notes when its input ends.
-type eofReader struct {
-	f   *os.File
-	eof bool
-}
-
-// Read returns at most one line: each accessible prompt reads through a
-// buffer of its own and drops what it read past its line, which would lose
-// the next answers of piped input.
-func (e *eofReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := e.f.Read(p[n : n+1])
-		n += m
-		if errors.Is(err, io.EOF) {
-			e.eof = true
-		}
-		if err != nil {
-			return n, err
-		}
-		if m == 1 && p[n-1] == '\n' {
-			break
-		}
-	}
-	return n, nil
-}
-
-// Fd lets password prompts turn echo off.
-func (e *eofReader) Fd() uintptr { return e.f.Fd() }
 
 var (
 	okStyle   = lipgloss.NewStyle().Foreground(lipgloss.Color("2")).Bold(true)
@@ -80,7 +55,11 @@ var (
 var errCancelled = errors.New("setup cancelled: nothing was written")
 
 func runWizard(ctx context.Context, cmd *cobra.Command, g *globals, f *initFlags, dirs setup.Dirs) error {
-	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs, in: &eofReader{f: os.Stdin}}
+	w := &wizard{ctx: ctx, out: cmd.OutOrStdout(), g: g, f: f, dirs: dirs, secrets: map[*huh.Input]bool{}}
+	if f.accessible {
+		w.in = newLineReader(ctx, os.Stdin)
+		defer watchInterrupt(ctx, w.out)()
+	}
 	err := w.run()
 	if errors.Is(err, errInputEnded) {
 		fmt.Fprintln(w.out, "\n"+errInputEnded.Error()+": nothing was written.")
@@ -106,11 +85,26 @@ func (w *wizard) hideIf(g *huh.Group, hide func() bool) *huh.Group {
 
 var errInputEnded = errors.New("standard input ended before the setup was complete")
 
+// errBack is returned by a form left with Esc (or Shift+Tab on its first
+// field): the user wants the previous screen.
+var errBack = errors.New("back to the previous screen")
+
+// group makes a screen of fields. In --accessible mode each field runs
+// through accessibleField.
+func (w *wizard) group(fields ...huh.Field) *huh.Group {
+	if w.in != nil {
+		for i, f := range fields {
+			fields[i] = accessibleField{Field: f, in: w.in, secrets: w.secrets}
+		}
+	}
+	return huh.NewGroup(fields...)
+}
+
 func (w *wizard) form(groups ...*huh.Group) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	if w.f.accessible && len(groups) > 1 {
+	if w.in != nil && len(groups) > 1 {
 		for _, g := range groups {
 			if hide := w.hidden[g]; hide != nil && hide() {
 				continue
@@ -121,45 +115,126 @@ func (w *wizard) form(groups ...*huh.Group) error {
 		}
 		return nil
 	}
-	f := huh.NewForm(groups...).
-		WithAccessible(w.f.accessible).
-		WithShowHelp(true).
-		WithOutput(w.out)
-	if w.f.accessible {
-		f = f.WithInput(w.in)
+	f := huh.NewForm(groups...).WithShowHelp(true).WithOutput(w.out)
+	if w.in == nil {
+		return runBackable(w.ctx, f, w.out)
 	}
-	err := f.RunWithContext(w.ctx)
-	if w.in != nil && w.in.eof {
-		return errInputEnded
+	err := f.WithAccessible(true).WithInput(w.in).RunWithContext(w.ctx)
+	if s := w.in.stopped(); s != nil {
+		return s
 	}
 	return err
 }
 
+// backable runs a form as huh does, and also leaves it when the user
+// asks for the previous screen.
+type backable struct {
+	form  *huh.Form
+	first huh.Field // the field that had the focus first
+	back  bool
+}
+
+func (m *backable) Init() tea.Cmd { return m.form.Init() }
+
+func (m *backable) View() string {
+	if m.back {
+		return ""
+	}
+	return m.form.View()
+}
+
+func (m *backable) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if k, ok := msg.(tea.KeyMsg); ok {
+		if m.first == nil {
+			m.first = m.form.GetFocusedField()
+		}
+		// Esc in a list being filtered ends the filter, as huh has it.
+		sel, filtering := m.form.GetFocusedField().(*huh.Select[string])
+		filtering = filtering && sel.GetFiltering()
+		if k.String() == "esc" && !filtering || k.String() == "shift+tab" && m.form.GetFocusedField() == m.first {
+			m.back = true
+			return m, tea.Quit
+		}
+	}
+	f, cmd := m.form.Update(msg)
+	if f, ok := f.(*huh.Form); ok {
+		m.form = f
+	}
+	return m, cmd
+}
+
+// runBackable runs f on the terminal; it returns errBack when the user
+// went back, huh.ErrUserAborted on Ctrl+C.
+func runBackable(ctx context.Context, f *huh.Form, out io.Writer) error {
+	f.SubmitCmd, f.CancelCmd = tea.Quit, tea.Interrupt
+	m := &backable{form: f}
+	_, err := tea.NewProgram(m, tea.WithContext(ctx), tea.WithOutput(out)).Run()
+	switch {
+	case m.back:
+		return errBack
+	case f.State == huh.StateAborted || errors.Is(err, tea.ErrInterrupted):
+		return huh.ErrUserAborted
+	case errors.Is(err, tea.ErrProgramKilled):
+		return context.Canceled
+	case err != nil:
+		return fmt.Errorf("run the form: %w", err)
+	}
+	return nil
+}
+
+// section is one part of the setup; run asks its screens.
+type section struct {
+	name string
+	run  func() error
+}
+
+func (w *wizard) sections() []section {
+	return []section{
+		{"the policy name", w.welcome},
+		{"the destinations", w.destinations},
+		{"the sources", w.sources},
+		{"the encryption", w.encryption},
+		{"the schedule and retention", w.schedule},
+		{"the notifications", w.notifications},
+	}
+}
+
+// run asks the sections in order; Esc goes back one section. Once the
+// review was shown, a section picked there leads back to the review.
 func (w *wizard) run() error {
 	if err := w.pickSetup(); err != nil {
 		return err
 	}
-	if err := w.welcome(); err != nil {
-		return err
-	}
+	secs := w.sections()
+	i, reviewed := 0, false
 	for {
-		steps := []func() error{w.destinations, w.sources, w.encryption, w.schedule, w.notifications}
-		for _, step := range steps {
-			if err := step(); err != nil {
+		if i < len(secs) {
+			switch err := secs[i].run(); {
+			case errors.Is(err, errBack):
+				i = max(i-1, 0)
+			case err != nil:
 				return err
+			case reviewed:
+				i = len(secs)
+			default:
+				i++
 			}
-		}
-		plan, action, err := w.review()
-		if err != nil {
-			return err
-		}
-		switch action {
-		case "quit":
-			return errCancelled
-		case "change":
 			continue
 		}
-		return w.write(plan)
+		plan, action, err := w.review(secs)
+		switch {
+		case errors.Is(err, errBack):
+			i = len(secs) - 1
+			continue
+		case err != nil:
+			return err
+		case action == "quit":
+			return errCancelled
+		case action == "write":
+			return w.write(plan)
+		}
+		reviewed = true
+		i, _ = strconv.Atoi(action)
 	}
 }
 
@@ -171,16 +246,23 @@ func (w *wizard) pickSetup() error {
 		return invalid(err)
 	}
 	if existing == nil && w.f.policy == "" && len(names) > 1 {
-		choice := ""
-		opts := []huh.Option[string]{}
+		// The one edited last comes first and is proposed.
+		choice := setup.OrDefault(setup.LastEdited(w.dirs), names[0])
+		opts := []huh.Option[string]{huh.NewOption("Edit policy "+choice+" (edited last)", choice)}
 		for _, n := range names {
-			opts = append(opts, huh.NewOption("Edit policy "+n, n))
+			if n != choice {
+				opts = append(opts, huh.NewOption("Edit policy "+n, n))
+			}
 		}
 		opts = append(opts, huh.NewOption("Set up a new policy", ""))
-		if err := w.form(huh.NewGroup(huh.NewSelect[string]().
-			Title("This host has several backup policies").
-			Description("Pick the one to edit; a new one goes into a file of its own.").
-			Options(opts...).Value(&choice))); err != nil {
+		err := errBack // there is no screen before this one
+		for errors.Is(err, errBack) {
+			err = w.form(w.group(huh.NewSelect[string]().
+				Title("This host has several backup policies").
+				Description("Pick the one to edit; a new one goes into a file of its own.").
+				Value(&choice).Options(opts...)))
+		}
+		if err != nil {
 			return err
 		}
 		if choice != "" {
@@ -213,13 +295,15 @@ retention, and notifications. Each answer is checked as you give it.
   keys       %s
   secrets    %s  (mode 0600)
 
-Nothing is written until you confirm at the end. Ctrl+C leaves at any time.`,
-		w.dirs.Config, w.dirs.Keys, w.dirs.Secrets)
+Nothing is written until you confirm at the end, where any part can be
+changed again. %s`,
+		w.dirs.Config, w.dirs.Keys, w.dirs.Secrets,
+		map[bool]string{true: "Ctrl+C or Ctrl+D leaves at any time.", false: "Esc goes back a screen; Ctrl+C leaves at any time."}[w.in != nil])
 	if w.file != "" {
 		intro += fmt.Sprintf("\n\nEditing policy %s from %s: its current values are the\ndefaults, so Enter keeps what is there.", w.a.Policy, w.file)
 	}
 	name := w.a.Policy
-	err := w.form(huh.NewGroup(
+	err := w.form(w.group(
 		huh.NewNote().Title("Aegis guided setup").Description(intro),
 		huh.NewInput().Title("Name of this backup policy").
 			Description("Lower-case letters, digits and '-'. The manifest file is NAME.yaml.").
@@ -301,33 +385,49 @@ func (w *wizard) destinations() error {
 		}
 		i++
 	}
-	for len(w.a.Destinations)+len(w.a.OtherDestinations) == 0 || w.confirm("Add another destination?",
-		"A second copy elsewhere (say a local disk plus a cloud bucket) survives the loss of either.", false) {
-		if w.ctx.Err() != nil {
-			return w.ctx.Err()
+	for {
+		if len(w.a.Destinations)+len(w.a.OtherDestinations) > 0 {
+			more, err := w.confirm("Add another destination?",
+				"A second copy elsewhere (say a local disk plus a cloud bucket) survives the loss of either.", false)
+			if err != nil || !more {
+				return err
+			}
 		}
 		w.a.Destinations = append(w.a.Destinations, setup.DestinationAnswer{})
 		n := len(w.a.Destinations)
 		if _, err := w.destination(&w.a.Destinations[n-1], false, n); err != nil {
-			return err
+			// Going back from a new one drops it.
+			w.a.Destinations = w.a.Destinations[:n-1]
+			if !errors.Is(err, errBack) || n == 1 && len(w.a.OtherDestinations) == 0 {
+				return err
+			}
 		}
 	}
-	return nil
 }
 
-// confirm asks a yes/no question; a cancelled form answers no (the next
-// form notices the cancellation).
-func (w *wizard) confirm(title, desc string, def bool) bool {
+// confirm asks a yes/no question.
+func (w *wizard) confirm(title, desc string, def bool) (bool, error) {
 	v := def
-	if err := w.form(huh.NewGroup(huh.NewConfirm().Title(title).Description(desc).Value(&v))); err != nil {
-		return false
-	}
-	return v
+	err := w.form(w.group(huh.NewConfirm().Title(title).Description(desc).Value(&v)))
+	return v, err
 }
 
 // destination asks for one destination; it reports whether the user asked
 // to remove it.
 func (w *wizard) destination(d *setup.DestinationAnswer, existing bool, n int) (bool, error) {
+	for {
+		remove, err := w.destinationOnce(d, existing, n)
+		if !errors.Is(err, errAgain) {
+			return remove, err
+		}
+	}
+}
+
+// errAgain asks a screen's first question again: the user went back from
+// the questions after it.
+var errAgain = errors.New("ask again")
+
+func (w *wizard) destinationOnce(d *setup.DestinationAnswer, existing bool, n int) (bool, error) {
 	kind := destKindOf(*d)
 	opts := []huh.Option[string]{}
 	for _, k := range destKinds {
@@ -338,35 +438,16 @@ func (w *wizard) destination(d *setup.DestinationAnswer, existing bool, n int) (
 		title = fmt.Sprintf("Destination %d: %s (%s)", n, d.Name, setup.DescribeDestination(*d))
 		opts = append(opts, huh.NewOption("Remove this destination", "remove"))
 	}
-	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&kind).Title(title).
 		Description("Snapshots are stored per host, so several servers can share one destination.").
-		Options(opts...).Value(&kind))); err != nil {
+		Options(opts...))); err != nil {
 		return false, err
 	}
 	if kind == "remove" {
 		return true, nil
 	}
 	if kind != destKindOf(*d) || d.DestinationSpec.Driver() == "" {
-		// A new kind starts from its defaults, under the same name.
-		name := d.Name
-		*d = setup.DestinationAnswer{Name: name}
-		switch {
-		case kind == "local":
-			d.Local = &v1.LocalDestination{Path: setup.DefaultLocalPath}
-		case strings.HasPrefix(kind, "s3:"):
-			p := strings.TrimPrefix(kind, "s3:")
-			d.S3 = &v1.S3Destination{Provider: p, Region: defaultRegion(p)}
-		case kind == "sftp":
-			d.SFTP = &v1.SFTPDestination{Port: 22, User: "backup", Path: "/backups", KnownHostsFile: "/root/.ssh/known_hosts"}
-			if _, err := os.Stat("/root/.ssh/id_ed25519"); err == nil {
-				d.SFTP.PrivateKeyFile = "/root/.ssh/id_ed25519"
-			}
-		case kind == "ftp":
-			d.FTP = &v1.FTPDestination{Port: 21, User: "backup", Path: "/backups", TLS: "explicit"}
-		}
-		if d.Name == "" {
-			d.Name = w.uniqueDestName(setup.DefaultDestName(strings.Split(kind, ":")[0], strings.TrimPrefix(kind, "s3:")))
-		}
+		w.newDestKind(d, kind)
 	}
 	problem := ""
 	for {
@@ -380,6 +461,9 @@ func (w *wizard) destination(d *setup.DestinationAnswer, existing bool, n int) (
 			err = w.sftpForm(d, problem)
 		case d.FTP != nil:
 			err = w.ftpForm(d, problem)
+		}
+		if errors.Is(err, errBack) {
+			return false, errAgain
 		}
 		if err != nil {
 			return false, err
@@ -395,6 +479,30 @@ func (w *wizard) destination(d *setup.DestinationAnswer, existing bool, n int) (
 			return false, nil
 		}
 		problem = fmt.Sprintf("%s did not work: %v\nCorrect the answers below.", setup.DescribeDestination(*d), res.Err)
+	}
+}
+
+// newDestKind makes d a destination of kind with that kind's defaults,
+// under the same name.
+func (w *wizard) newDestKind(d *setup.DestinationAnswer, kind string) {
+	name := d.Name
+	*d = setup.DestinationAnswer{Name: name}
+	switch {
+	case kind == "local":
+		d.Local = &v1.LocalDestination{Path: setup.DefaultLocalPath}
+	case strings.HasPrefix(kind, "s3:"):
+		p := strings.TrimPrefix(kind, "s3:")
+		d.S3 = &v1.S3Destination{Provider: p, Region: defaultRegion(p)}
+	case kind == "sftp":
+		d.SFTP = &v1.SFTPDestination{Port: 22, User: "backup", Path: "/backups", KnownHostsFile: "/root/.ssh/known_hosts"}
+		if _, err := os.Stat("/root/.ssh/id_ed25519"); err == nil {
+			d.SFTP.PrivateKeyFile = "/root/.ssh/id_ed25519"
+		}
+	case kind == "ftp":
+		d.FTP = &v1.FTPDestination{Port: 21, User: "backup", Path: "/backups", TLS: "explicit"}
+	}
+	if d.Name == "" {
+		d.Name = w.uniqueDestName(setup.DefaultDestName(strings.Split(kind, ":")[0], strings.TrimPrefix(kind, "s3:")))
 	}
 }
 
@@ -467,17 +575,19 @@ func (w *wizard) localForm(d *setup.DestinationAnswer, problem string) error {
 			Description("Created when missing. Best on another disk than the data it protects.").
 			Value(&d.Local.Path).Validate(orCurrent(&d.Local.Path, setup.CheckLocalTarget)),
 	)
-	return w.form(huh.NewGroup(fields...))
+	return w.form(w.group(fields...))
 }
 
 // secretInput asks for a secret; stored says where the current one is,
 // which an empty answer keeps.
-func secretInput(title, stored string, v *string) *huh.Input {
+func (w *wizard) secretInput(title, stored string, v *string) *huh.Input {
 	desc := "Typed text is not shown. It is stored in its own file of mode 0600, never in the manifest."
 	if stored != "" {
 		desc = "Leave empty to keep the one stored in " + stored + "."
 	}
-	return huh.NewInput().Title(title).Description(desc).EchoMode(huh.EchoModePassword).Value(v)
+	in := huh.NewInput().Title(title).Description(desc).EchoMode(huh.EchoModePassword).Value(v)
+	w.secrets[in] = true
+	return in
 }
 
 func (w *wizard) s3Form(d *setup.DestinationAnswer, problem string) error {
@@ -500,14 +610,14 @@ func (w *wizard) s3Form(d *setup.DestinationAnswer, problem string) error {
 			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the stored credentials."}[stored != ""],
 				"Leave empty to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the agent's environment.")).
 			Value(&keyID),
-		secretInput("Secret access key", stored, &secret).Validate(func(v string) error {
+		w.secretInput("Secret access key", stored, &secret).Validate(func(v string) error {
 			if (keyID == "") != (v == "") {
 				return errors.New("give both the access key ID and the secret access key, or leave both empty")
 			}
 			return nil
 		}),
 	)
-	if err := w.form(huh.NewGroup(fields...)); err != nil {
+	if err := w.form(w.group(fields...)); err != nil {
 		return err
 	}
 	d.AccessKeyID, d.SecretAccessKey = nil, nil
@@ -526,24 +636,24 @@ func (w *wizard) sftpForm(d *setup.DestinationAnswer, problem string) error {
 	}
 	password := typedValue(d.Password)
 	err := w.form(
-		huh.NewGroup(append(problemNote(problem),
+		w.group(append(problemNote(problem),
 			nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 			huh.NewInput().Title("SFTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, setup.CheckHost)),
 			huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 			huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
 			huh.NewInput().Title("Directory on the server").Value(&s.Path).Validate(orCurrent(&s.Path, required("a directory"))),
-			huh.NewSelect[string]().Title("Log in with").Options(
+			huh.NewSelect[string]().Value(&auth).Title("Log in with").Options(
 				huh.NewOption("A private key file (recommended)", "key"),
-				huh.NewOption("A password", "password")).Value(&auth),
+				huh.NewOption("A password", "password")),
 		)...),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, setup.CheckExistingFile))), func() bool { return auth != "key" }),
-		w.hideIf(huh.NewGroup(secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
+		w.hideIf(w.group(huh.NewInput().Title("Private key file").Value(&s.PrivateKeyFile).Validate(orCurrent(&s.PrivateKeyFile, setup.CheckExistingFile))), func() bool { return auth != "key" }),
+		w.hideIf(w.group(w.secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
 				return errors.New("a password is required")
 			}
 			return nil
 		})), func() bool { return auth != "password" }),
-		huh.NewGroup(huh.NewInput().Title("known_hosts file with the server's host key").
+		w.group(huh.NewInput().Title("known_hosts file with the server's host key").
 			Description("The server's key is always verified.").
 			Value(&s.KnownHostsFile).Validate(orCurrent(&s.KnownHostsFile, func(f string) error {
 			p, _ := strconv.Atoi(port)
@@ -571,16 +681,16 @@ func (w *wizard) ftpForm(d *setup.DestinationAnswer, problem string) error {
 	port := strconv.Itoa(orZero(s.Port, 21))
 	tls := setup.OrDefault(s.TLS, "explicit")
 	password := typedValue(d.Password)
-	err := w.form(huh.NewGroup(append(problemNote(problem),
+	err := w.form(w.group(append(problemNote(problem),
 		nameInput("Name of this destination", &d.Name, w.destNameTaken(d)),
 		huh.NewInput().Title("FTP server").Description("Host name or IP address.").Value(&s.Host).Validate(orCurrent(&s.Host, setup.CheckHost)),
-		huh.NewSelect[string]().Title("Encryption of the connection").Options(
+		huh.NewSelect[string]().Value(&tls).Title("Encryption of the connection").Options(
 			huh.NewOption("Explicit TLS (AUTH TLS, usually port 21) — recommended", "explicit"),
 			huh.NewOption("Implicit TLS (FTPS, usually port 990)", "implicit"),
-			huh.NewOption("None: password and data travel in clear text", "none")).Value(&tls),
+			huh.NewOption("None: password and data travel in clear text", "none")),
 		huh.NewInput().Title("Port").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&s.User).Validate(orCurrent(&s.User, required("a user"))),
-		secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
+		w.secretInput("Password", s.PasswordFile, &password).Validate(func(v string) error {
 			if v == "" && s.PasswordFile == "" {
 				return errors.New("a password is required")
 			}
@@ -686,18 +796,23 @@ func (w *wizard) sources() error {
 		}
 		i++
 	}
-	for len(w.a.Sources) == 0 || w.confirm("Add another source?",
-		"Such as a database besides the files. Each source is read once per run and stored as its own data object.", false) {
-		if w.ctx.Err() != nil {
-			return w.ctx.Err()
+	for {
+		if len(w.a.Sources) > 0 {
+			more, err := w.confirm("Add another source?",
+				"Such as a database besides the files. Each source is read once per run and stored as its own data object.", false)
+			if err != nil || !more {
+				return err
+			}
 		}
 		w.a.Sources = append(w.a.Sources, setup.SourceAnswer{})
 		n := len(w.a.Sources)
 		if _, err := w.source(&w.a.Sources[n-1], false, n); err != nil {
-			return err
+			w.a.Sources = w.a.Sources[:n-1]
+			if !errors.Is(err, errBack) || n == 1 {
+				return err
+			}
 		}
 	}
-	return nil
 }
 
 func (w *wizard) sourceNameTaken(self *setup.SourceAnswer) func(string) bool {
@@ -729,6 +844,15 @@ func firstExisting(def string, paths ...string) string {
 }
 
 func (w *wizard) source(s *setup.SourceAnswer, existing bool, n int) (bool, error) {
+	for {
+		remove, err := w.sourceOnce(s, existing, n)
+		if !errors.Is(err, errAgain) {
+			return remove, err
+		}
+	}
+}
+
+func (w *wizard) sourceOnce(s *setup.SourceAnswer, existing bool, n int) (bool, error) {
 	kind := sourceKindOf(*s)
 	opts := []huh.Option[string]{}
 	for _, k := range sourceKinds {
@@ -739,7 +863,7 @@ func (w *wizard) source(s *setup.SourceAnswer, existing bool, n int) (bool, erro
 		title = fmt.Sprintf("Source %d: %s (%s)", n, s.Name, setup.DescribeSource(*s))
 		opts = append(opts, huh.NewOption("Remove this source", "remove"))
 	}
-	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title(title).Options(opts...).Value(&kind))); err != nil {
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&kind).Title(title).Options(opts...))); err != nil {
 		return false, err
 	}
 	if kind == "remove" {
@@ -782,6 +906,9 @@ func (w *wizard) source(s *setup.SourceAnswer, existing bool, n int) (bool, erro
 		case s.System != nil:
 			err = w.systemForm(s)
 		}
+		if errors.Is(err, errBack) {
+			return false, errAgain
+		}
 		if err != nil {
 			return false, err
 		}
@@ -803,7 +930,7 @@ func (w *wizard) filesForm(s *setup.SourceAnswer) error {
 	f := s.Files
 	paths := strings.Join(f.Paths, ", ")
 	exclude := strings.Join(f.Exclude, ", ")
-	err := w.form(huh.NewGroup(
+	err := w.form(w.group(
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Paths to back up").
 			Description("Separate several with commas, such as /etc, /var/www, /home.").
@@ -828,14 +955,14 @@ func (w *wizard) postgresForm(s *setup.SourceAnswer, problem string) error {
 	dbs := strings.Join(p.Databases, ", ")
 	globals := p.Globals == nil || *p.Globals
 	password := typedValue(s.Password)
-	err := w.form(huh.NewGroup(append(problemNote(problem),
+	err := w.form(w.group(append(problemNote(problem),
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("PostgreSQL server").
 			Description("Host name, or the directory of its socket (such as /var/run/postgresql) on this host.").
 			Value(&p.Host).Validate(orCurrent(&p.Host, setup.CheckDBHost)),
 		huh.NewInput().Title("Port").Description("Empty for 5432.").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&p.User).Validate(orCurrent(&p.User, required("a user"))),
-		secretInput("Password", p.PasswordFile, &password).
+		w.secretInput("Password", p.PasswordFile, &password).
 			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the one stored in " + p.PasswordFile + "."}[p.PasswordFile != ""],
 				"Leave empty for peer or trust authentication over the socket. Stored in its own file of mode 0600.")),
 		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
@@ -865,7 +992,7 @@ func (w *wizard) mysqlForm(s *setup.SourceAnswer, problem string) error {
 	}
 	dbs := strings.Join(m.Databases, ", ")
 	password := typedValue(s.Password)
-	err := w.form(huh.NewGroup(append(problemNote(problem),
+	err := w.form(w.group(append(problemNote(problem),
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Socket (on this host)").Description("Empty to connect over TCP to the host below.").
 			Value(&m.Socket).Validate(orCurrent(&m.Socket, func(v string) error {
@@ -877,7 +1004,7 @@ func (w *wizard) mysqlForm(s *setup.SourceAnswer, problem string) error {
 		huh.NewInput().Title("Host").Description("When there is no socket.").Value(&m.Host).Validate(orCurrent(&m.Host, setup.CheckDBHost)),
 		huh.NewInput().Title("Port").Description("Empty for 3306.").Value(&port).Validate(orCurrent(&port, setup.CheckPort)),
 		huh.NewInput().Title("User").Value(&m.User).Validate(orCurrent(&m.User, required("a user"))),
-		secretInput("Password", m.PasswordFile, &password).
+		w.secretInput("Password", m.PasswordFile, &password).
 			Description(setup.OrDefault(map[bool]string{true: "Leave empty to keep the one stored in " + m.PasswordFile + "."}[m.PasswordFile != ""],
 				"Leave empty for socket authentication. Stored in its own file of mode 0600.")),
 		huh.NewInput().Title("Databases").Description("Separated by commas; empty for all of them.").Value(&dbs),
@@ -902,21 +1029,21 @@ func (w *wizard) dockerForm(s *setup.SourceAnswer, problem string) error {
 		by, label = "label", k+"="+v
 	}
 	err := w.form(
-		huh.NewGroup(append(problemNote(problem),
+		w.group(append(problemNote(problem),
 			nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
-			huh.NewSelect[string]().Title("Which volumes?").Options(
+			huh.NewSelect[string]().Value(&by).Title("Which volumes?").Options(
 				huh.NewOption("One volume, by name", "name"),
-				huh.NewOption("Every volume with a label", "label")).Value(&by),
+				huh.NewOption("Every volume with a label", "label")),
 		)...),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, setup.CheckVolume))), func() bool { return by != "name" }),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
+		w.hideIf(w.group(huh.NewInput().Title("Volume name").Value(&dv.Name).Validate(orCurrent(&dv.Name, setup.CheckVolume))), func() bool { return by != "name" }),
+		w.hideIf(w.group(huh.NewInput().Title("Label").Description("KEY=VALUE, such as backup=true").Value(&label).
 			Validate(orCurrent(&label, func(v string) error {
 				if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 					return errors.New("write the label as KEY=VALUE, such as backup=true")
 				}
 				return nil
 			}))), func() bool { return by != "label" }),
-		huh.NewGroup(huh.NewConfirm().Title("Stop the containers using them during the backup?").
+		w.group(huh.NewConfirm().Title("Stop the containers using them during the backup?").
 			Description("Yes gives a consistent copy of databases kept in volumes; they restart right after.").
 			Value(&dv.StopContainers)),
 	)
@@ -934,7 +1061,7 @@ func (w *wizard) dockerForm(s *setup.SourceAnswer, problem string) error {
 
 func (w *wizard) systemForm(s *setup.SourceAnswer) error {
 	extra := strings.Join(s.System.ExtraPaths, ", ")
-	err := w.form(huh.NewGroup(
+	err := w.form(w.group(
 		nameInput("Name of this source", &s.Name, w.sourceNameTaken(s)),
 		huh.NewInput().Title("Extra paths (optional)").
 			Description("Besides the system's configuration, separated by commas, such as /opt/app/config.").
@@ -953,13 +1080,13 @@ func (w *wizard) encryption() error {
 	e := &w.a.Encryption
 	for {
 		mode := setup.OrDefault(e.Mode, "age")
-		if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("Encryption").
+		if err := w.form(w.group(huh.NewSelect[string]().Value(&mode).Title("Encryption").
 			Description("Backups leave this host: encrypt them.").
 			Options(
 				huh.NewOption("age (recommended): this host holds only the public key, so it cannot read old backups", "age"),
 				huh.NewOption("openssl AES-256-CBC with a key file (as the original Aegis did)", "openssl"),
 				huh.NewOption("None: store backups unencrypted", "none"),
-			).Value(&mode))); err != nil {
+			))); err != nil {
 			return err
 		}
 		if mode != e.Mode {
@@ -972,15 +1099,14 @@ func (w *wizard) encryption() error {
 		case "openssl":
 			err = w.opensslKey()
 		case "none":
-			if !w.confirm("Store backups unencrypted?", "Anyone who can read the destination can then read every file and database in them.", false) {
-				if w.ctx.Err() != nil {
-					return w.ctx.Err()
-				}
+			clear, cerr := w.confirm("Store backups unencrypted?", "Anyone who can read the destination can then read every file and database in them.", false)
+			if errors.Is(cerr, errBack) || cerr == nil && !clear {
 				continue
 			}
+			err = cerr
 		}
 		if err == nil {
-			w.done("encryption: " + describeEncryption(*e))
+			w.done("encryption: " + describeEncryption(*e) + map[bool]string{true: " (removed from this host after the setup)"}[w.removeIdentity])
 		}
 		return err
 	}
@@ -988,6 +1114,7 @@ func (w *wizard) encryption() error {
 
 func (w *wizard) ageKey() error {
 	e := &w.a.Encryption
+	w.removeIdentity = false
 	how := "generate"
 	opts := []huh.Option[string]{
 		huh.NewOption("Generate a new key (recommended)", "generate"),
@@ -1001,7 +1128,7 @@ func (w *wizard) ageKey() error {
 		}
 		opts = append([]huh.Option[string]{huh.NewOption("Keep the current key(s): "+shorten(what, 60), "keep")}, opts...)
 	}
-	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("age key").Options(opts...).Value(&how))); err != nil {
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&how).Title("age key").Options(opts...))); err != nil {
 		return err
 	}
 	switch how {
@@ -1009,7 +1136,7 @@ func (w *wizard) ageKey() error {
 		return nil
 	case "public":
 		list := strings.Join(e.Recipients, ", ")
-		if err := w.form(huh.NewGroup(huh.NewInput().Title("age public keys").
+		if err := w.form(w.group(huh.NewInput().Title("age public keys").
 			Description("Separated by commas. Restoring needs one of their identities.").
 			Value(&list).Validate(orCurrent(&list, setup.CheckRecipients)))); err != nil {
 			return err
@@ -1026,9 +1153,17 @@ func (w *wizard) ageKey() error {
 	if e.NewKey == nil {
 		state = "It exists already and is used as it is."
 	}
-	return w.keyWarning("Your age key", fmt.Sprintf(
+	if err := w.keyWarning("Your age key", fmt.Sprintf(
 		"Identity (the secret key): %s\n%s\nPublic key (goes into the manifest): %s",
-		e.IdentityFile, state, e.Recipients[0]), e.IdentityFile)
+		e.IdentityFile, state, e.Recipients[0]), e.IdentityFile); err != nil {
+		return err
+	}
+	remove, err := w.confirm("Remove the identity from this host after the setup?",
+		"Backups need only the public key. Without the identity here, whoever takes this server cannot read\n"+
+			"the backups; restore and verify then need --identity with your copy. It is removed at the very end,\n"+
+			"after the first backup and once you confirm your copy.", false)
+	w.removeIdentity = remove
+	return err
 }
 
 func (w *wizard) opensslKey() error {
@@ -1036,7 +1171,7 @@ func (w *wizard) opensslKey() error {
 	if e.KeyFile == "" {
 		e.KeyFile = setup.OpenSSLKeyPath(w.dirs, w.a.Policy)
 	}
-	if err := w.form(huh.NewGroup(huh.NewInput().Title("openssl key file").
+	if err := w.form(w.group(huh.NewInput().Title("openssl key file").
 		Description("Generated when missing: 64 hex characters on one line, what openssl enc -pass file: reads.").
 		Value(&e.KeyFile).Validate(orCurrent(&e.KeyFile, func(v string) error {
 		if err := setup.CheckAbsPath(v); err != nil {
@@ -1064,7 +1199,7 @@ func (w *wizard) opensslKey() error {
 // this host, and asks the user to say they will.
 func (w *wizard) keyWarning(title, what, file string) error {
 	ok := false
-	return w.form(huh.NewGroup(
+	return w.form(w.group(
 		huh.NewNote().Title(title).Description(what+"\n\n"+
 			"Without this key NO backup can be restored. If this server is lost, the copy\n"+
 			"on it is lost too: after the setup, store a copy somewhere safe OFF this\n"+
@@ -1109,15 +1244,15 @@ func (w *wizard) schedule() error {
 		return huh.NewInput().Title(title).Description(desc).Value(v).Validate(orCurrent(v, setup.CheckCount))
 	}
 	err := w.form(
-		huh.NewGroup(
-			huh.NewSelect[string]().Title("When should backups run?").Options(opts...).Value(&preset),
+		w.group(
+			huh.NewSelect[string]().Value(&preset).Title("When should backups run?").Options(opts...),
 			huh.NewInput().Title("Time zone of the schedule").Description("An IANA name, such as UTC or Europe/Berlin.").
 				Value(&tz).Validate(orCurrent(&tz, setup.CheckTimeZone)),
 		),
-		w.hideIf(huh.NewGroup(huh.NewInput().Title("Schedule").
+		w.hideIf(w.group(huh.NewInput().Title("Schedule").
 			Description("5 cron fields (minute hour day-of-month month weekday), such as 30 2 * * *, or @daily, @every 6h.").
 			Value(&custom).Validate(orCurrent(&custom, func(s string) error { return setup.CheckSchedule(tz)(s) }))), func() bool { return preset != "custom" }),
-		huh.NewGroup(
+		w.group(
 			huh.NewNote().Title("Retention").Description("How many snapshots to keep. A snapshot that any rule keeps is kept; the rest are deleted after each run."),
 			count("Hourly", "The last snapshot of each of the last N hours.", counts[0]),
 			count("Daily", "The last of each of the last N days.", counts[1]),
@@ -1167,19 +1302,7 @@ func (w *wizard) notifications() error {
 	if len(n.Webhooks) > 0 {
 		webhook, more = n.Webhooks[0].URL, n.Webhooks[1:]
 	}
-	err := w.form(huh.NewGroup(
-		huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Each is optional: Enter skips."),
-		huh.NewInput().Title("Ping URL").
-			Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
-			Placeholder("https://hc-ping.com/your-uuid").
-			Value(&n.Ping).Validate(orCurrent(&n.Ping, setup.CheckURL)),
-		huh.NewInput().Title("Webhook URL").
-			Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
-			Placeholder("https://chat.example.com/hooks/backups").
-			Value(&webhook).Validate(orCurrent(&webhook, setup.CheckURL)),
-		huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
-	))
-	if err != nil {
+	if err := w.askNotify(&n, &webhook); err != nil {
 		return err
 	}
 	n.Ping, webhook = strings.TrimSpace(n.Ping), strings.TrimSpace(webhook)
@@ -1209,6 +1332,43 @@ func (w *wizard) notifications() error {
 	w.a.Notify = &n
 	w.done("notifications: " + strings.Join(parts, "; "))
 	return nil
+}
+
+// askNotify asks for the ping URL and the first webhook, and sends a
+// test ping to a new ping URL; one that fails is shown above the fields
+// again, and kept if the user keeps it.
+func (w *wizard) askNotify(n *v1.Notify, webhook *string) error {
+	problem, pinged := "", ""
+	if w.a.Notify != nil {
+		pinged = w.a.Notify.Ping // pinged when it was set up
+	}
+	for {
+		err := w.form(w.group(append(problemNote(problem),
+			huh.NewNote().Title("Notifications").Description("A backup nobody watches fails silently. Each is optional: Enter skips."),
+			huh.NewInput().Title("Ping URL").
+				Description("A monitor such as healthchecks.io or Uptime Kuma: pinged when a run starts, succeeds (URL) or fails (URL/fail).\nIf the pings stop, it alerts you, even when this host is down.").
+				Placeholder("https://hc-ping.com/your-uuid").
+				Value(&n.Ping).Validate(orCurrent(&n.Ping, setup.CheckURL)),
+			huh.NewInput().Title("Webhook URL").
+				Description("Gets a JSON body with the run's result after a failure, and after the first success that follows.").
+				Placeholder("https://chat.example.com/hooks/backups").
+				Value(webhook).Validate(orCurrent(webhook, setup.CheckURL)),
+			huh.NewConfirm().Title("Also send the webhook after every successful run?").Value(&n.OnSuccess),
+		)...))
+		n.Ping = strings.TrimSpace(n.Ping)
+		if err != nil || n.Ping == "" || w.f.skipChecks || n.Ping == pinged {
+			return err
+		}
+		fmt.Fprintln(w.out, "Sending a test ping ...")
+		res := setup.PingLive(w.ctx, nil, n.Ping, w.a.Policy)
+		if res.Err == nil {
+			fmt.Fprintln(w.out, okStyle.Render("✓ "+res.What+": the monitor got it"))
+			return nil
+		}
+		fmt.Fprintln(w.out, badStyle.Render("✗ "+res.What+": "+res.Err.Error()))
+		pinged = n.Ping
+		problem = fmt.Sprintf("The %s failed: %v\nCorrect the ping URL, or keep it as it is (Enter) to use it anyway.", res.What, res.Err)
+	}
 }
 
 func describeEncryption(e setup.EncryptionAnswer) string {
@@ -1241,13 +1401,36 @@ func describeRetention(r v1.Retention) string {
 }
 
 // review shows the manifests and what else init will write, and asks
-// what to do.
-func (w *wizard) review() (*setup.Plan, string, error) {
+// what to do: "write", "quit", or the number of the section to change.
+func (w *wizard) review(secs []section) (*setup.Plan, string, error) {
 	plan, err := setup.Prepare(w.a, w.dirs, w.file)
 	if err != nil {
 		fmt.Fprintln(w.out, badStyle.Render("✗ "+err.Error()))
-		return nil, "change", nil
+	} else {
+		w.showPlan(plan)
 	}
+	if w.removeIdentity {
+		fmt.Fprintln(w.out, "The age identity "+w.a.Encryption.IdentityFile+" is removed from this host at the end, once you\nconfirm your copy: restore and verify then need --identity FILE.")
+	}
+	action := "write"
+	opts := []huh.Option[string]{huh.NewOption("Write these files", "write")}
+	for i, s := range secs {
+		opts = append(opts, huh.NewOption("Change "+s.name, strconv.Itoa(i)))
+	}
+	opts = append(opts, huh.NewOption("Quit without writing anything", "quit"))
+	if err != nil || len(plan.Problems) > 0 {
+		action, opts = "1", opts[1:]
+	}
+	if err := w.form(w.group(huh.NewSelect[string]().Value(&action).Title("Write this setup?").
+		Description("Esc goes back to the notifications.").Options(opts...))); err != nil {
+		return nil, "", err
+	}
+	return plan, action, nil
+}
+
+// showPlan prints the manifests and the other files of plan, and its
+// problems.
+func (w *wizard) showPlan(plan *setup.Plan) {
 	fmt.Fprintln(w.out, headStyle.Render("\nThe manifests, for "+plan.ManifestPath+":")+"\n")
 	fmt.Fprintln(w.out, string(plan.Manifest))
 	if len(plan.Files) > 0 {
@@ -1257,23 +1440,12 @@ func (w *wizard) review() (*setup.Plan, string, error) {
 		}
 		fmt.Fprintln(w.out)
 	}
-	action := "write"
-	opts := []huh.Option[string]{
-		huh.NewOption("Write these files", "write"),
-		huh.NewOption("Change something (go through the answers again)", "change"),
-		huh.NewOption("Quit without writing anything", "quit"),
-	}
 	if len(plan.Problems) > 0 {
 		fmt.Fprintln(w.out, badStyle.Render("These manifests would not validate:"))
 		for _, p := range plan.Problems {
 			fmt.Fprintln(w.out, "  "+p.Error())
 		}
-		action, opts = "change", opts[1:]
 	}
-	if err := w.form(huh.NewGroup(huh.NewSelect[string]().Title("Write this setup?").Options(opts...).Value(&action))); err != nil {
-		return nil, "", err
-	}
-	return plan, action, nil
 }
 
 func (w *wizard) write(plan *setup.Plan) error {
@@ -1282,24 +1454,62 @@ func (w *wizard) write(plan *setup.Plan) error {
 		return err
 	}
 	fmt.Fprintln(w.out, okStyle.Render("✓ setup written"))
-	if w.confirm("Run a first backup now, and verify it?", "Runs aegis-agent run "+w.a.Policy+", then aegis-agent verify "+w.a.Policy+".", true) {
+	first, err := w.confirm("Run a first backup now, and verify it?", "Runs aegis-agent run "+w.a.Policy+", then aegis-agent verify "+w.a.Policy+".", true)
+	if err != nil && !errors.Is(err, errBack) {
+		return err
+	}
+	if first {
 		if err := firstBackup(w.ctx, w.out, w.out, w.g, w.a); err != nil {
 			fmt.Fprintln(w.out, badStyle.Render("✗ the first backup or its verification failed: see above; the setup is written, fix what is wrong and run aegis-agent init again to edit it"))
 			return err
 		}
 		fmt.Fprintln(w.out, okStyle.Render("✓ first backup stored and verified"))
 	}
-	w.nextSteps()
+	removed := false
+	if w.removeIdentity {
+		if removed, err = w.removeKey(); err != nil {
+			return err
+		}
+	}
+	w.nextSteps(removed)
 	return nil
 }
 
-func (w *wizard) nextSteps() {
+// removeKey removes the age identity from this host once the user
+// confirms a copy is kept elsewhere, and says plainly what was done.
+func (w *wizard) removeKey() (bool, error) {
+	file := w.a.Encryption.IdentityFile
+	ok := false
+	err := w.form(w.group(
+		huh.NewNote().Title("Removing the identity from this host").Description(
+			"Copy it off this server first, if not done yet:\n\n    cat "+file+"\n\n"+
+				"Once removed, restore and verify need --identity FILE with your copy."),
+		huh.NewConfirm().Title("Remove "+file+" now?").
+			Affirmative("Yes, my copy is safe").Negative("No, keep it here").Value(&ok),
+	))
+	if err != nil && !errors.Is(err, errBack) {
+		return false, err
+	}
+	if !ok {
+		fmt.Fprintln(w.out, dimStyle.Render("· the identity stays on this host: "+file))
+		return false, nil
+	}
+	if err := os.Remove(file); err != nil {
+		return false, failed(fmt.Errorf("remove the identity: %w", err))
+	}
+	w.done("the identity is removed from this host: restore and verify need --identity FILE with your copy")
+	return true, nil
+}
+
+func (w *wizard) nextSteps(keyRemoved bool) {
 	var b strings.Builder
 	b.WriteString(headStyle.Render("\nNext steps") + "\n")
 	b.WriteString("  Start the agent, which runs the schedule (installed by make install):\n      systemctl enable --now aegis-agent\n")
 	b.WriteString("  (A running agent picks the new manifests up by itself.)\n")
 	b.WriteString("  See what it does:   aegis-agent status\n")
 	switch e := w.a.Encryption; {
+	case keyRemoved:
+		b.WriteString("  This host has no identity to decrypt the backups (status says so):\n      aegis-agent restore " + w.a.Policy + " --identity FILE\n")
 	case e.Mode == "age" && e.IdentityFile != "":
 		b.WriteString("  Copy the key off this server now:   cat " + e.IdentityFile + "\n")
 	case e.Mode == "openssl":

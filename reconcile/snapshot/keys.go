@@ -248,3 +248,34 @@ func (k *KeyRing) where() string {
 	}
 	return strings.Join(k.looked, ", ")
 }
+
+// AgeIdentityInDir returns the *.key file of keysDir holding the age
+// identity of one of the policy's recipients, or "" when keysDir has none
+// of them: this host then cannot decrypt the policy's snapshots, and
+// restore and verify need --identity. It returns "" too for a policy that
+// does not encrypt with age. Protected identities are not opened, so they
+// do not count.
+func AgeIdentityInDir(keysDir string, enc *v1.Encryption) string {
+	if enc == nil || enc.Age == nil {
+		return ""
+	}
+	want := map[string]bool{}
+	for _, r := range enc.Age.Recipients {
+		want[strings.TrimSpace(r)] = true
+	}
+	if enc.Age.RecipientsFile != "" {
+		if body, err := os.ReadFile(enc.Age.RecipientsFile); err == nil {
+			for _, l := range strings.Split(string(body), "\n") {
+				want[strings.TrimSpace(l)] = true
+			}
+		}
+	}
+	matches, _ := filepath.Glob(filepath.Join(keysDir, "*.key"))
+	sort.Strings(matches)
+	for _, m := range matches {
+		if info, _, _, err := ReadKeyFile(m); err == nil && info.Kind == KeyKindAge && want[info.Fingerprint] {
+			return m
+		}
+	}
+	return ""
+}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,6 +260,7 @@ func TestInitWizardLocalFiles(t *testing.T) {
 	s.yesNo("Will you keep a copy of the key off this server?", "n")
 	s.expect("losing the server loses every backup")
 	s.press("y")
+	s.keep("Remove the identity from this host after the setup?") // no
 	s.expect("✓ encryption: age, identity " + filepath.Join(e.keys, "web.key"))
 
 	s.choose("When should backups run?", 0, "every hour, on the hour")
@@ -386,6 +389,9 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 		pg = testenv.Require(t, "PostgreSQL test server", "AEGIS_TEST_PG_HOST", "AEGIS_TEST_PG_PORT", "AEGIS_TEST_PG_USER", "AEGIS_TEST_PG_PASSWORD_FILE")
 		pg["password"] = strings.TrimSpace(readFile(t, pg["AEGIS_TEST_PG_PASSWORD_FILE"]))
 	}
+	monitor := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer monitor.Close()
+	ping := monitor.URL + "/abc"
 	etc := filepath.Join(e.root, "etc-app")
 	os.MkdirAll(etc, 0o755)
 	os.WriteFile(filepath.Join(etc, "app.conf"), []byte("x=1\n"), 0o644)
@@ -444,6 +450,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	s.choose("Encryption", 0, "age (recommended)")
 	s.choose("age key", 0, "Generate a new key")
 	s.yesNo("Will you keep a copy of the key off this server?", "y")
+	s.keep("Remove the identity from this host after the setup?") // no
 	s.expect("✓ encryption: age")
 
 	s.choose("When should backups run?", 2, "every day at 02:00")
@@ -456,10 +463,11 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	s.expect("✓ schedule")
 	s.field("Ping URL", "hc-ping.com/abc")
 	s.expect(`"hc-ping.com/abc" is not a URL`)
-	s.retype("https://hc-ping.com/abc")
+	s.retype(ping)
 	s.field("Webhook URL", "https://chat.example.com/hooks/backups")
 	s.keep("Also send the webhook after every successful run?")
-	s.expect("✓ notifications: ping https://hc-ping.com/abc; webhook https://chat.example.com/hooks/backups")
+	s.expect("✓ test ping to " + monitor.URL + "/…: the monitor got it")
+	s.expect("✓ notifications: ping " + ping + "; webhook https://chat.example.com/hooks/backups")
 
 	s.expect("Also written, each mode 0600:")
 	s.choose("Write this setup?", 0, "Write these files")
@@ -475,7 +483,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 	pgpass := filepath.Join(e.secrets, "db-app-db.password")
 	for _, want := range []string{"provider: minio", "endpoint: " + s3["AEGIS_TEST_S3_ENDPOINT"], "bucket: " + s3["AEGIS_TEST_S3_BUCKET"],
 		"credentialsFile: " + creds, "passwordFile: " + pgpass, "host: " + pg["AEGIS_TEST_PG_HOST"],
-		`schedule: "0 2 * * *"`, "timeZone: Europe/Berlin", "daily: 14", "yearly: 3", "recipients: [age1", "ping: https://hc-ping.com/abc", "url: https://chat.example.com/hooks/backups"} {
+		`schedule: "0 2 * * *"`, "timeZone: Europe/Berlin", "daily: 14", "yearly: 3", "recipients: [age1", "ping: " + ping, "url: https://chat.example.com/hooks/backups"} {
 		if !strings.Contains(manifest, want) {
 			t.Errorf("manifest lacks %q:\n%s", want, manifest)
 		}
@@ -506,7 +514,7 @@ func TestInitWizardS3PostgresAge(t *testing.T) {
 		"--source", "type=files,name=config,path="+etc+",one-file-system=true",
 		"--age-identity", filepath.Join(e.keys, "db.key"),
 		"--schedule", "0 2 * * *", "--time-zone", "Europe/Berlin", "--retention", "daily=14,weekly=4,monthly=12,yearly=3",
-		"--ping-url", "https://hc-ping.com/abc", "--webhook", "https://chat.example.com/hooks/backups")
+		"--ping-url", ping, "--webhook", "https://chat.example.com/hooks/backups")
 	cmd.Env = append(cmd.Env, "S3_KEY="+s3["AEGIS_TEST_S3_ACCESS_KEY"], "S3_SECRET="+s3["AEGIS_TEST_S3_SECRET_KEY"], "PG_PW="+pg["password"])
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -682,7 +690,7 @@ func TestInitAccessible(t *testing.T) {
 		"web",                 // policy
 		"1", "", backups, "n", // a local destination, named disk
 		"1", "", e.root + "/nope", e.root, "", "y", "n", // files: a wrong path first
-		"1", "1", "y", // age, generated, a copy kept
+		"1", "1", "y", "", // age, generated, a copy kept, the identity stays
 		"1", "UTC", "", "", "", "", "", // hourly, retention as proposed
 		"", "", "n", // no notifications
 		"1", "n", // write, no first backup

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -318,6 +319,25 @@ func LoadExisting(dirs Dirs, policy string) (*Existing, []string, error) {
 	}
 	a.Encryption.IdentityFile = findIdentity(dirs.Keys, a.Encryption.Recipients)
 	return &Existing{File: obj.File, Answers: a}, names, nil
+}
+
+// LastEdited returns the policy of the config directory whose manifest
+// file changed last, or "" when there is none.
+func LastEdited(dirs Dirs) string {
+	cfg, err := reconcile.LoadConfig(dirs.Config)
+	if err != nil {
+		return ""
+	}
+	last, when := "", time.Time{}
+	for _, o := range cfg.Objects {
+		if o.Policy == nil {
+			continue
+		}
+		if fi, err := os.Stat(o.File); err == nil && (last == "" || fi.ModTime().After(when)) {
+			last, when = o.Name, fi.ModTime()
+		}
+	}
+	return last
 }
 
 // answersFromConfig turns a policy and the destinations of its file back

@@ -400,6 +400,11 @@ func CheckDestinationLive(ctx context.Context, d DestinationAnswer) LiveResult {
 	if d.Local != nil {
 		return res
 	}
+	network, addr := destinationAddress(d)
+	if err := refused(ctx, network, addr); err != nil {
+		res.Checked, res.Err = true, err
+		return res
+	}
 	err := withTempSecrets(func(dirs Dirs, plan *Plan) error {
 		c := d
 		c.DestinationSpec = cloneDestSpec(d.DestinationSpec)
@@ -434,6 +439,11 @@ func CheckDestinationLive(ctx context.Context, d DestinationAnswer) LiveResult {
 func CheckSourceLive(ctx context.Context, s SourceAnswer) LiveResult {
 	res := LiveResult{What: DescribeSource(s)}
 	if s.Postgres == nil && s.MySQL == nil && s.DockerVolume == nil {
+		return res
+	}
+	network, addr := sourceAddress(s.Source)
+	if err := refused(ctx, network, addr); err != nil {
+		res.Checked, res.Err = true, err
 		return res
 	}
 	err := withTempSecrets(func(dirs Dirs, plan *Plan) error {
