@@ -99,7 +99,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
-		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout},
+		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout, StateDir: opts.StateDir},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
 		obs:       newObserver(opts, st),
 		running:   map[string]bool{},

@@ -51,6 +51,9 @@ type SnapshotManifest struct {
 	Storage string `json:"storage,omitempty"`
 	// DedupKeyID names the dedup key the chunk IDs are keyed with.
 	DedupKeyID string `json:"dedupKeyId,omitempty"`
+	// NewBytes, in a deduplicated snapshot, is how many bytes of the raw
+	// streams were in chunks stored anew by this snapshot.
+	NewBytes int64 `json:"newBytes,omitempty"`
 	// HMAC authenticates the manifest in openssl mode (see docs/format.md).
 	HMAC *SnapshotHMAC `json:"hmac,omitempty"`
 }

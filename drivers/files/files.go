@@ -318,6 +318,8 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 	bw := bufio.NewWriterSize(w, outBufSize)
 	a := &archiver{
 		tw:    tar.NewWriter(bw),
+		bw:    bw,
+		cut:   boundaryOf(w),
 		buf:   make([]byte, copyBufSize),
 		links: make(map[devIno]string),
 		sem:   sem,
@@ -371,13 +373,55 @@ func readAhead(ctx context.Context, reads <-chan *entry) {
 
 // An archiver writes entries, in the order it gets them, to a tar writer.
 type archiver struct {
-	tw      *tar.Writer
+	tw *tar.Writer
+	// bw buffers tw's output; cut, when the object writer offers
+	// drivers.Boundary, starts a new chunk.
+	bw      *bufio.Writer
+	cut     func() error
 	buf     []byte
 	links   map[devIno]string
 	sem     *semaphore.Weighted
 	log     *slog.Logger
 	stats   drivers.SourceStats
 	dropped int
+}
+
+// boundaryOf returns w's Boundary, nil when it has none.
+func boundaryOf(w io.Writer) func() error {
+	if b, ok := w.(drivers.Boundary); ok {
+		return b.Boundary
+	}
+	return nil
+}
+
+// writeHeader writes a tar header. With deduplicated storage the header
+// and the file data after it each start a chunk, so that a file's data
+// gives the same chunks whatever its header (mtime, neighbours) says.
+func (a *archiver) writeHeader(h *tar.Header) error {
+	if a.cut != nil {
+		// The previous entry's padding goes before the cut.
+		if err := a.tw.Flush(); err != nil {
+			return fmt.Errorf("write tar: %w", err)
+		}
+		if err := a.boundary(); err != nil {
+			return err
+		}
+	}
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	if a.cut != nil && h.Size > 0 {
+		return a.boundary()
+	}
+	return nil
+}
+
+// boundary writes out what is buffered and cuts.
+func (a *archiver) boundary() error {
+	if err := a.bw.Flush(); err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	return a.cut()
 }
 
 func (a *archiver) warn(msg string) {
@@ -398,8 +442,8 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 		return nil
 	}
 	if e.hdr.Typeflag != tar.TypeReg {
-		if err := a.tw.WriteHeader(&e.hdr); err != nil {
-			return fmt.Errorf("write tar: %w", err)
+		if err := a.writeHeader(&e.hdr); err != nil {
+			return err
 		}
 		return nil
 	}
@@ -412,8 +456,8 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 			h.Linkname = first
 			h.Size = 0
 			h.PAXRecords = nil // the first name carries the attributes
-			if err := a.tw.WriteHeader(&h); err != nil {
-				return fmt.Errorf("write tar: %w", err)
+			if err := a.writeHeader(&h); err != nil {
+				return err
 			}
 			a.stats.Files++
 			return nil
@@ -451,8 +495,8 @@ func (a *archiver) writeAhead(ctx context.Context, e *entry) error {
 		e.hdr.Name = ""
 		return nil
 	}
-	if err := a.tw.WriteHeader(&e.hdr); err != nil {
-		return fmt.Errorf("write tar: %w", err)
+	if err := a.writeHeader(&e.hdr); err != nil {
+		return err
 	}
 	if _, err := a.tw.Write((*e.data)[:e.n]); err != nil {
 		return fmt.Errorf("write tar: %w", err)
@@ -467,8 +511,8 @@ func (a *archiver) copyFile(ctx context.Context, e *entry) error {
 		closeFD(e.fd)
 		e.fd = -1
 	}()
-	if err := a.tw.WriteHeader(&e.hdr); err != nil {
-		return fmt.Errorf("write tar: %w", err)
+	if err := a.writeHeader(&e.hdr); err != nil {
+		return err
 	}
 	size := e.hdr.Size
 	if e.fd < 0 || size == 0 {
