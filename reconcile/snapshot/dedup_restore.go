@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
@@ -94,6 +95,9 @@ func openDedupObject(ctx context.Context, dest drivers.Destination, m *v1.Snapsh
 	check := func() error {
 		_, derr := io.Copy(io.Discard, raw)
 		if err := wait(); err != nil {
+			if len(dec.problems) > 0 {
+				return fmt.Errorf("%s: %w (damaged index files were skipped: %s)", where, err, strings.Join(dec.problems, "; "))
+			}
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		if derr != nil {

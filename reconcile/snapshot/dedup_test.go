@@ -265,3 +265,81 @@ func TestDedupStreamIsSourceStream(t *testing.T) {
 		})
 	}
 }
+
+// TestDedupTamperingIsCaught: a flipped byte in a pack, a truncated pack, an edited index or an edited manifest stops restore and verify
+// with an error naming what is wrong.
+func TestDedupTamperingIsCaught(t *testing.T) {
+	f := newDedupFixture(t, "age", false)
+	f.backup(t, v1.StorageDeduplicated)
+	root := f.dests["disk"].Spec.Local.Path
+	repo := filepath.Join(root, "h", "web", "_dedup")
+	packs, _ := filepath.Glob(filepath.Join(repo, "packs", "*", "*.tar"))
+	indexes, _ := filepath.Glob(filepath.Join(repo, "index", "*.json"))
+	manifests, _ := filepath.Glob(filepath.Join(root, "h", "web", "site", "*", v1.ManifestName))
+	if len(packs) != 1 || len(indexes) != 1 || len(manifests) != 1 {
+		t.Fatalf("packs %v, indexes %v, manifests %v", packs, indexes, manifests)
+	}
+	packID := strings.TrimSuffix(filepath.Base(packs[0]), ".tar")
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T)
+		want   string
+	}{
+		{"flipped byte in a pack", func(t *testing.T) { flipByte(t, packs[0], 2<<20) }, packID},
+		{"pack truncated", func(t *testing.T) { os.Truncate(packs[0], 1<<20) }, packID},
+		{"edited index", func(t *testing.T) { replaceIn(t, indexes[0], `"length":`, `"length":1`) }, "damaged index files were skipped"},
+		{"edited manifest", func(t *testing.T) { replaceIn(t, manifests[0], `"size": `, `"size": 1`) }, "edited"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			saved := saveFiles(t, append(append(packs, indexes...), manifests...))
+			defer saved()
+			c.tamper(t)
+			d := f.open(t, "disk")
+			snaps, err := ListSnapshots(context.Background(), d, "disk", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rerr := Restore(context.Background(), d, snaps[0], RestoreOptions{Target: t.TempDir(), Keys: f.keys})
+			verr := Verify(context.Background(), d, snaps[0], f.keys).Err
+			for what, err := range map[string]error{"restore": rerr, "verify": verr} {
+				t.Logf("%s: %v", what, err)
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("%s: %v, want an error naming %q", what, err, c.want)
+				}
+			}
+		})
+	}
+}
+
+func flipByte(t *testing.T, name string, at int64) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil || int64(len(b)) <= at {
+		t.Fatalf("%s: %d bytes, %v", name, len(b), err)
+	}
+	b[at] ^= 0x40
+	os.WriteFile(name, b, 0o600)
+}
+
+func replaceIn(t *testing.T, name, old, new string) {
+	t.Helper()
+	b, _ := os.ReadFile(name)
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("%s holds no %q", name, old)
+	}
+	os.WriteFile(name, bytes.Replace(b, []byte(old), []byte(new), 1), 0o600)
+}
+
+// saveFiles returns a function that puts the files back as they were.
+func saveFiles(t *testing.T, names []string) func() {
+	saved := map[string][]byte{}
+	for _, n := range names {
+		saved[n], _ = os.ReadFile(n)
+	}
+	return func() {
+		for n, b := range saved {
+			os.WriteFile(n, b, 0o600)
+		}
+	}
+}
