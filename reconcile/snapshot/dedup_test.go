@@ -343,3 +343,48 @@ func saveFiles(t *testing.T, names []string) func() {
 		}
 	}
 }
+
+// TestDedupVerifyDepth: verify of a deduplicated snapshot checks chunks'
+// packs and sizes by default, misses nothing it claims to check, and
+// --read-data-subset 100% finds a flipped byte the default does not read.
+func TestDedupVerifyDepth(t *testing.T) {
+	f := newDedupFixture(t, "openssl", false)
+	f.backup(t, v1.StorageDeduplicated)
+	d := f.open(t, "disk")
+	snaps, err := ListSnapshots(context.Background(), d, "disk", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(o VerifyOptions) error { return VerifyWithProgress(context.Background(), d, snaps[0], f.keys, nil, o).Err }
+	if err := verify(VerifyOptions{}); err != nil {
+		t.Fatalf("verify of a sound snapshot: %v", err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(f.dests["disk"].Spec.Local.Path, "h", "web", "_dedup", "packs", "*", "*.tar"))
+	packID := strings.TrimSuffix(filepath.Base(packs[0]), ".tar")
+	flipByte(t, packs[0], 2<<20)
+	if err := verify(VerifyOptions{}); err != nil {
+		t.Errorf("default verify read the data: %v", err)
+	}
+	for _, o := range []VerifyOptions{{Subset: 1}, {ReadData: true}} {
+		if err := verify(o); err == nil || !strings.Contains(err.Error(), packID) {
+			t.Errorf("verify %+v: %v, want an error naming pack %s", o, err, packID)
+		}
+	}
+	os.Truncate(packs[0], 1<<20)
+	if err := verify(VerifyOptions{}); err == nil || !strings.Contains(err.Error(), packID) {
+		t.Errorf("verify of a truncated pack: %v, want an error naming pack %s", err, packID)
+	}
+}
+
+func TestParseSubset(t *testing.T) {
+	for in, want := range map[string]float64{"10%": 0.1, "0.25": 0.25, "100%": 1} {
+		if got, err := ParseSubset(in); err != nil || got != want {
+			t.Errorf("ParseSubset(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "150%", "ten", "-5%"} {
+		if _, err := ParseSubset(in); err == nil {
+			t.Errorf("ParseSubset(%q) accepted", in)
+		}
+	}
+}
