@@ -315,16 +315,7 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 		})
 	}
 
-	bw := bufio.NewWriterSize(w, outBufSize)
-	a := &archiver{
-		tw:    tar.NewWriter(bw),
-		bw:    bw,
-		cut:   boundaryOf(w),
-		buf:   make([]byte, copyBufSize),
-		links: make(map[devIno]string),
-		sem:   sem,
-		log:   log,
-	}
+	a := newArchiver(w, sem, log)
 	g.Go(func() error {
 		for e := range jobs {
 			if err := a.write(gctx, e); err != nil {
@@ -335,7 +326,7 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 		if err := a.tw.Close(); err != nil {
 			return fmt.Errorf("write tar: %w", err)
 		}
-		if err := bw.Flush(); err != nil {
+		if err := a.bw.Flush(); err != nil {
 			return fmt.Errorf("write tar: %w", err)
 		}
 		return nil
@@ -384,6 +375,19 @@ type archiver struct {
 	log     *slog.Logger
 	stats   drivers.SourceStats
 	dropped int
+}
+
+func newArchiver(w io.Writer, sem *semaphore.Weighted, log *slog.Logger) *archiver {
+	bw := bufio.NewWriterSize(w, outBufSize)
+	return &archiver{
+		tw:    tar.NewWriter(bw),
+		bw:    bw,
+		cut:   boundaryOf(w),
+		buf:   make([]byte, copyBufSize),
+		links: make(map[devIno]string),
+		sem:   sem,
+		log:   log,
+	}
 }
 
 // boundaryOf returns w's Boundary, nil when it has none.

@@ -252,6 +252,22 @@ type openDest struct {
 	d    drivers.Destination
 }
 
+// runSource streams the source into sw (archive) or through the dedup
+// writer into the policy's repository (deduplicated).
+func (r *Runner) runSource(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, sw *snapshotWriter, drv drivers.Source, name string) (drivers.SourceStats, dedup.Stats, error) {
+	track := func(w drivers.ObjectWriter) drivers.ObjectWriter { return observe.TrackSource(ctx, w, name) }
+	var stats drivers.SourceStats
+	var ds dedup.Stats
+	var err error
+	if p.Spec.StorageKind() == v1.StorageDeduplicated {
+		stats, ds, err = r.dedupBackup(ctx, log, c, sw, drv, track)
+	} else {
+		stats, err = drv.Backup(ctx, track(sw))
+	}
+	observe.ProgressFrom(ctx).End(observe.SourceItem(name), err)
+	return stats, ds, err
+}
+
 // backupSource streams one source to every usable destination.
 func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, id string, start time.Time, src v1.Source, dests []openDest) (v1.SourceResult, []*target) {
 	log = log.With("source", src.Name)
@@ -289,15 +305,7 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 	sw.stall = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 
 	log.Info("source started", "driver", src.Driver(), "storage", p.Spec.StorageKind())
-	track := func(w drivers.ObjectWriter) drivers.ObjectWriter { return observe.TrackSource(ctx, w, src.Name) }
-	var stats drivers.SourceStats
-	var ds dedup.Stats
-	if p.Spec.StorageKind() == v1.StorageDeduplicated {
-		stats, ds, err = r.dedupBackup(ctx, log, c, sw, drv, track)
-	} else {
-		stats, err = drv.Backup(ctx, track(sw))
-	}
-	observe.ProgressFrom(ctx).End(observe.SourceItem(src.Name), err)
+	stats, ds, err := r.runSource(ctx, log, p, c, sw, drv, src.Name)
 	sr.Storage = p.Spec.StorageKind()
 	if sr.Storage == v1.StorageDeduplicated {
 		setDedupResult(&sr, ds)

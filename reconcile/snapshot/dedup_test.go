@@ -355,7 +355,9 @@ func TestDedupVerifyDepth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verify := func(o VerifyOptions) error { return VerifyWithProgress(context.Background(), d, snaps[0], f.keys, nil, o).Err }
+	verify := func(o VerifyOptions) error {
+		return VerifyWithProgress(context.Background(), d, snaps[0], f.keys, nil, o).Err
+	}
 	if err := verify(VerifyOptions{}); err != nil {
 		t.Fatalf("verify of a sound snapshot: %v", err)
 	}
