@@ -99,23 +99,7 @@ func PlanPrune(st PruneState, referenced map[ID]bool, opts PruneOptions) (PruneP
 			}
 		}
 	}
-	// copies: chunk → packs holding it (only packs that exist).
-	copies := map[ID][]string{}
-	entries := map[string]PackEntry{}
-	for _, f := range st.Indexes {
-		for _, p := range f.Packs {
-			if _, ok := st.Packs[p.ID]; !ok {
-				continue
-			}
-			if _, dup := entries[p.ID]; dup {
-				continue
-			}
-			entries[p.ID] = p
-			for _, c := range p.Chunks {
-				copies[c.ID] = append(copies[c.ID], p.ID)
-			}
-		}
-	}
+	copies, entries := chunkCopies(st)
 	liveBytes := map[string]int64{}
 	live := map[string]map[ID]bool{}
 	ids := make([]ID, 0, len(referenced))
@@ -180,6 +164,28 @@ func PlanPrune(st PruneState, referenced map[ID]bool, opts PruneOptions) (PruneP
 		}
 	}
 	return plan, nil
+}
+
+// chunkCopies returns, for each chunk, the existing packs holding it, and
+// each existing pack's index entry.
+func chunkCopies(st PruneState) (map[ID][]string, map[string]PackEntry) {
+	copies := map[ID][]string{}
+	entries := map[string]PackEntry{}
+	for _, f := range st.Indexes {
+		for _, p := range f.Packs {
+			if _, ok := st.Packs[p.ID]; !ok {
+				continue
+			}
+			if _, dup := entries[p.ID]; dup {
+				continue
+			}
+			entries[p.ID] = p
+			for _, c := range p.Chunks {
+				copies[c.ID] = append(copies[c.ID], p.ID)
+			}
+		}
+	}
+	return copies, entries
 }
 
 // LoadPruneState lists and reads what PlanPrune needs from repo on dest.
