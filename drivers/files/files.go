@@ -390,6 +390,10 @@ func newArchiver(w io.Writer, sem *semaphore.Weighted, log *slog.Logger) *archiv
 	}
 }
 
+// boundaryMin is the smallest file whose header and data start chunks of
+// their own (the dedup chunker's minimum chunk size).
+const boundaryMin = 256 << 10
+
 // boundaryOf returns w's Boundary, nil when it has none.
 func boundaryOf(w io.Writer) func() error {
 	if b, ok := w.(drivers.Boundary); ok {
@@ -401,8 +405,13 @@ func boundaryOf(w io.Writer) func() error {
 // writeHeader writes a tar header. With deduplicated storage the header
 // and the file data after it each start a chunk, so that a file's data
 // gives the same chunks whatever its header (mtime, neighbours) says.
+//
+// Only files of at least boundaryMin bytes get their own chunks: smaller
+// ones flow through the chunker with their neighbours, since cutting around
+// each would make tiny chunks whose overhead (tar member, encryption
+// header, index entry) outweighs their data.
 func (a *archiver) writeHeader(h *tar.Header) error {
-	if a.cut != nil {
+	if a.cut != nil && h.Size >= boundaryMin {
 		// The previous entry's padding goes before the cut.
 		if err := a.tw.Flush(); err != nil {
 			return fmt.Errorf("write tar: %w", err)
@@ -414,7 +423,7 @@ func (a *archiver) writeHeader(h *tar.Header) error {
 	if err := a.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("write tar: %w", err)
 	}
-	if a.cut != nil && h.Size > 0 {
+	if a.cut != nil && h.Size >= boundaryMin {
 		return a.boundary()
 	}
 	return nil
