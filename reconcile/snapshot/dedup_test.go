@@ -19,6 +19,7 @@ import (
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/files"
 	"github.com/aegis-backup/aegis/drivers/registry"
 	"github.com/aegis-backup/aegis/test/testenv"
 )
@@ -257,6 +258,27 @@ func TestDedupStreamIsSourceStream(t *testing.T) {
 				closeFn()
 				if err != nil || !bytes.Equal(got, src.objects[ob.Name]) {
 					t.Errorf("%s: read %d bytes (%v), want the %d bytes written", ob.Name, len(got), err, len(src.objects[ob.Name]))
+				}
+			}
+			// Dumps restore as files (files.WriteNew), volumes through the
+			// Unpack hook: both get the stream written.
+			target := t.TempDir()
+			if _, err := Restore(context.Background(), d, Snapshot{Manifest: m}, RestoreOptions{Target: target, Keys: f.keys}); err != nil {
+				t.Fatal(err)
+			}
+			unpacked := map[string][]byte{}
+			unpack := func(_ context.Context, ob v1.SnapshotObject, r io.Reader) (files.ExtractStats, error) {
+				b, err := io.ReadAll(r)
+				unpacked[ob.Name] = b
+				return files.ExtractStats{}, err
+			}
+			if _, err := Restore(context.Background(), d, Snapshot{Manifest: m}, RestoreOptions{Keys: f.keys, Unpack: unpack}); err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range src.objects {
+				got, err := os.ReadFile(filepath.Join(target, "s", name))
+				if err != nil || !bytes.Equal(got, want) || !bytes.Equal(unpacked[name], want) {
+					t.Errorf("%s: restored %d bytes (%v), unpacked %d, want %d", name, len(got), err, len(unpacked[name]), len(want))
 				}
 			}
 			if len(m.Objects) != 3 || m.FormatVersion != 2 || m.Storage != v1.StorageDeduplicated || !strings.HasPrefix(m.DedupKeyID, "dk-") {
