@@ -139,6 +139,7 @@ func testDedupRoundTrip(t *testing.T, mode string, withS3 bool) {
 		t.Errorf("first run: storage %q, stream %d, new %d", s.Storage, s.StreamBytes, s.NewBytes)
 	}
 	second := f.backup(t, v1.StorageDeduplicated)
+	t.Logf("unchanged tree: %d stream bytes, %d new, ratio %v", second.Sources[0].StreamBytes, second.Sources[0].NewBytes, second.Sources[0].DedupRatio)
 	if s := second.Sources[0]; s.NewBytes > 64<<10 || (s.NewBytes > 0 && s.DedupRatio < 50) {
 		t.Errorf("second run of an unchanged tree stored %d new bytes of %d (ratio %v)", s.NewBytes, s.StreamBytes, s.DedupRatio)
 	}
