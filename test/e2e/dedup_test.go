@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/aegis-backup/aegis/api/v1"
 )
 
 // TestDeduplicatedRoundTripAndStockToolRecovery: a deduplicated policy
@@ -51,6 +53,11 @@ spec:
 			}
 			if least := min(m.NewBytes, snaps[1].Manifest.NewBytes); least > m.Objects[0].RawSize/4 {
 				t.Errorf("the second run of an unchanged tree stored %d new bytes of %d", least, m.Objects[0].RawSize)
+			}
+			// The status sidecar says how the last run stored and what it saved.
+			if lr := entry(t, e.status("p.yaml"), v1.KindBackupPolicy, "p").LastRun; lr == nil || len(lr.Sources) != 1 ||
+				lr.Sources[0].Storage != v1.StorageDeduplicated || lr.Sources[0].StreamBytes != m.Objects[0].RawSize {
+				t.Errorf("status sidecar's last run: %+v", lr)
 			}
 			src := filepath.Join(e.root, "src", "www")
 			target := filepath.Join(e.root, "restore")
