@@ -151,6 +151,15 @@ func As[T any](d Destination) (T, bool) {
 	return zero, false
 }
 
+// Boundary is offered by the object writers of deduplicated storage: the
+// next byte written starts a new chunk. A source that knows where its
+// stream's units begin (the files source: each tar entry's header and
+// data) calls it there, so that an unchanged unit is stored once. Calling
+// it never changes the stream.
+type Boundary interface {
+	Boundary() error
+}
+
 // ObjectWriter receives the data objects a source produces.
 type ObjectWriter interface {
 	// Create starts the data object name (such as "files.tar" or

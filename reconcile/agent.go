@@ -103,7 +103,7 @@ func New(opts Options) (*Agent, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
-		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout},
+		runner:    &snapshot.Runner{Host: opts.Host, Now: opts.Now, SourceConcurrency: opts.SourceConcurrency, StallTimeout: opts.StallTimeout, StateDir: opts.StateDir},
 		sem:       make(chan struct{}, opts.MaxConcurrentRuns),
 		drillSem:  make(chan struct{}, 1),
 		obs:       newObserver(opts, st),

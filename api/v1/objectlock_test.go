@@ -25,7 +25,7 @@ func TestValidateObjectLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := check(t, t.TempDir(), destination("  s3: {provider: aws, bucket: b, objectLock: "+tt.lock+"}\n"))
+			got := check(t, t.TempDir(), destination("  s3: {provider: aws, bucket: backups, objectLock: "+tt.lock+"}\n"))
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("errors:\n got:\n  %s\n want:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}

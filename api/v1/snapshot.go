@@ -10,9 +10,14 @@ import (
 	"time"
 )
 
-// SnapshotFormatVersion is the version of the snapshot manifest this build
-// writes. Readers refuse a newer major version.
-const SnapshotFormatVersion = 1
+// SnapshotFormatVersion is the newest version of the snapshot manifest this
+// build reads and writes: 2 for a deduplicated snapshot (objects list their
+// chunks), ArchiveFormatVersion for an archive one, so that older agents
+// still read archives. Readers refuse a newer version.
+const SnapshotFormatVersion = 2
+
+// ArchiveFormatVersion is the format version of an archive snapshot.
+const ArchiveFormatVersion = 1
 
 // ManifestName is the file name of a snapshot's manifest. Its presence is
 // the commit: a snapshot directory without it is an unfinished upload.
@@ -41,6 +46,14 @@ type SnapshotManifest struct {
 	Warnings    []string          `json:"warnings,omitempty"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	Agent       string            `json:"agent"`
+	// Storage is StorageDeduplicated for a snapshot whose objects are
+	// lists of chunks in the policy's repository; empty for an archive.
+	Storage string `json:"storage,omitempty"`
+	// DedupKeyID names the dedup key the chunk IDs are keyed with.
+	DedupKeyID string `json:"dedupKeyId,omitempty"`
+	// NewBytes, in a deduplicated snapshot, is how many bytes of the raw
+	// streams were in chunks stored anew by this snapshot.
+	NewBytes int64 `json:"newBytes,omitempty"`
 	// HMAC authenticates the manifest in openssl mode (see docs/format.md).
 	HMAC *SnapshotHMAC `json:"hmac,omitempty"`
 }
@@ -82,10 +95,24 @@ type SnapshotObject struct {
 	SHA256 string `json:"sha256"`
 	// RawSize is the size before compression and encryption.
 	RawSize int64 `json:"rawSize"`
+	// Chunks, in a deduplicated snapshot, are the object's chunks in order:
+	// their plaintexts concatenated are the raw stream. Key is then empty,
+	// and Size and SHA256 are those of the raw stream.
+	Chunks []SnapshotChunk `json:"chunks,omitempty"`
 	// Parent, for a later incremental format, names the snapshot holding
 	// this object when it is unchanged since then; empty means it is here.
 	Parent string `json:"parent,omitempty"`
 }
+
+// SnapshotChunk is one chunk of a deduplicated object: its ID (64 hex
+// digits, keyed BLAKE3 of the plaintext) and its plaintext size.
+type SnapshotChunk struct {
+	ID   string `json:"id"`
+	Size int64  `json:"size"`
+}
+
+// Deduplicated reports whether the snapshot's objects are chunk lists.
+func (m *SnapshotManifest) Deduplicated() bool { return m.Storage == StorageDeduplicated }
 
 // SnapshotDir returns the directory key of a snapshot on a destination.
 func SnapshotDir(host, policy, source, id string) string {

@@ -135,8 +135,18 @@ type SourceResult struct {
 	// Meta holds source-specific facts of the run, as recorded in the
 	// snapshot manifest (server version, databases dumped, containers
 	// stopped and for how long, ...).
-	Meta  map[string]string `json:"meta,omitempty"`
-	Error string            `json:"error,omitempty"`
+	Meta map[string]string `json:"meta,omitempty"`
+	// Storage is the snapshot's storage kind (StorageDeduplicated or
+	// StorageArchive).
+	Storage string `json:"storage,omitempty"`
+	// For deduplicated storage: StreamBytes is the raw stream the source
+	// wrote, NewBytes the part of it in chunks no destination held
+	// (stored anew), DedupRatio StreamBytes / NewBytes (0 when nothing was
+	// new).
+	StreamBytes int64   `json:"streamBytes,omitempty"`
+	NewBytes    int64   `json:"newBytes,omitempty"`
+	DedupRatio  float64 `json:"dedupRatio,omitempty"`
+	Error       string  `json:"error,omitempty"`
 }
 
 // DestinationResult is what one destination received in a run.

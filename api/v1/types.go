@@ -138,6 +138,29 @@ type BackupPolicySpec struct {
 	Notify       *Notify      `json:"notify,omitempty"`
 	Drills       *Drills      `json:"drills,omitempty"`
 	Objectives   *Objectives  `json:"objectives,omitempty"`
+	// Storage is how snapshots are stored: StorageDeduplicated (chunks in
+	// packs shared by every snapshot of the policy) or StorageArchive (one
+	// compressed, encrypted object per source and run). Empty means
+	// DefaultStorage. A policy may switch: snapshots of both kinds stay
+	// readable and retention applies across them.
+	Storage string `json:"storage,omitempty" validate:"omitempty,oneof=deduplicated archive"`
+}
+
+// Storage kinds (BackupPolicySpec.Storage, SnapshotManifest.Storage).
+const (
+	StorageDeduplicated = "deduplicated"
+	StorageArchive      = "archive"
+)
+
+// DefaultStorage is the storage of a policy that names none.
+const DefaultStorage = StorageArchive
+
+// StorageKind returns the policy's storage, DefaultStorage when unset.
+func (s *BackupPolicySpec) StorageKind() string {
+	if s.Storage == "" {
+		return DefaultStorage
+	}
+	return s.Storage
 }
 
 // Notify says who hears about the policy's runs: by default on a failure

@@ -357,6 +357,16 @@ spec:
 			want: []string{`m.yaml:9: BackupPolicy/web: spec.destinations[1]: destination "offsite" not found`},
 		},
 		{
+			name: "storage",
+			manifest: policy(`  schedule: "@daily"
+  sources: [{name: site, files: {paths: [/var/www]}}]
+  destinations: [disk]
+  encryption: {none: true}
+  storage: dedup
+`),
+			want: []string{`m.yaml:9: BackupPolicy/web: spec.storage: must be one of: deduplicated archive`},
+		},
+		{
 			name: "compression, retention and hooks",
 			manifest: policy(basics + `  encryption: {none: true}
   compression: {algorithm: lz4, level: -1}

@@ -11,6 +11,8 @@ import (
 
 func newVerifyCommand(g *globals) *cobra.Command {
 	var sel selectOpts
+	var readData bool
+	var subset string
 	cmd := &cobra.Command{
 		Use:   "verify [POLICY]",
 		Short: "Prove snapshots are whole and decryptable without unpacking them",
@@ -18,6 +20,14 @@ func newVerifyCommand(g *globals) *cobra.Command {
   aegis-agent verify web --snapshot latest`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			vopts := snapshot.VerifyOptions{ReadData: readData}
+			if subset != "" {
+				f, err := snapshot.ParseSubset(subset)
+				if err != nil {
+					return err
+				}
+				vopts.Subset = f
+			}
 			cfg, err := g.loadForRead()
 			if err != nil {
 				return err
@@ -52,7 +62,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 					continue
 				}
 				for _, s := range snaps {
-					r := snapshot.VerifyWithProgress(cmd.Context(), d, s, keys, g.progress())
+					r := snapshot.VerifyWithProgress(cmd.Context(), d, s, keys, g.progress(), vopts)
 					if r.Err != nil {
 						fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s/%s %s on %s: %v\n", p, s.Manifest.Source, s.Manifest.ID, s.Destination, r.Err)
 						bad++
@@ -69,5 +79,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 		},
 	}
 	sel.register(cmd)
+	cmd.Flags().BoolVar(&readData, "read-data", false, "deduplicated snapshots: read, decrypt and check every chunk (archives are always read in full)")
+	cmd.Flags().StringVar(&subset, "read-data-subset", "", "deduplicated snapshots: also read this share of the repository's packs, such as 10%")
 	return cmd
 }

@@ -315,14 +315,7 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 		})
 	}
 
-	bw := bufio.NewWriterSize(w, outBufSize)
-	a := &archiver{
-		tw:    tar.NewWriter(bw),
-		buf:   make([]byte, copyBufSize),
-		links: make(map[devIno]string),
-		sem:   sem,
-		log:   log,
-	}
+	a := newArchiver(w, sem, log)
 	g.Go(func() error {
 		for e := range jobs {
 			if err := a.write(gctx, e); err != nil {
@@ -333,7 +326,7 @@ func writeTar(ctx context.Context, w io.Writer, p *plan, opts Options) (drivers.
 		if err := a.tw.Close(); err != nil {
 			return fmt.Errorf("write tar: %w", err)
 		}
-		if err := bw.Flush(); err != nil {
+		if err := a.bw.Flush(); err != nil {
 			return fmt.Errorf("write tar: %w", err)
 		}
 		return nil
@@ -371,13 +364,77 @@ func readAhead(ctx context.Context, reads <-chan *entry) {
 
 // An archiver writes entries, in the order it gets them, to a tar writer.
 type archiver struct {
-	tw      *tar.Writer
+	tw *tar.Writer
+	// bw buffers tw's output; cut, when the object writer offers
+	// drivers.Boundary, starts a new chunk.
+	bw      *bufio.Writer
+	cut     func() error
 	buf     []byte
 	links   map[devIno]string
 	sem     *semaphore.Weighted
 	log     *slog.Logger
 	stats   drivers.SourceStats
 	dropped int
+}
+
+func newArchiver(w io.Writer, sem *semaphore.Weighted, log *slog.Logger) *archiver {
+	bw := bufio.NewWriterSize(w, outBufSize)
+	return &archiver{
+		tw:    tar.NewWriter(bw),
+		bw:    bw,
+		cut:   boundaryOf(w),
+		buf:   make([]byte, copyBufSize),
+		links: make(map[devIno]string),
+		sem:   sem,
+		log:   log,
+	}
+}
+
+// boundaryMin is the smallest file whose header and data start chunks of
+// their own (the dedup chunker's minimum chunk size).
+const boundaryMin = 256 << 10
+
+// boundaryOf returns w's Boundary, nil when it has none.
+func boundaryOf(w io.Writer) func() error {
+	if b, ok := w.(drivers.Boundary); ok {
+		return b.Boundary
+	}
+	return nil
+}
+
+// writeHeader writes a tar header. With deduplicated storage the header
+// and the file data after it each start a chunk, so that a file's data
+// gives the same chunks whatever its header (mtime, neighbours) says.
+//
+// Only files of at least boundaryMin bytes get their own chunks: smaller
+// ones flow through the chunker with their neighbours, since cutting around
+// each would make tiny chunks whose overhead (tar member, encryption
+// header, index entry) outweighs their data.
+func (a *archiver) writeHeader(h *tar.Header) error {
+	if a.cut != nil && h.Size >= boundaryMin {
+		// The previous entry's padding goes before the cut.
+		if err := a.tw.Flush(); err != nil {
+			return fmt.Errorf("write tar: %w", err)
+		}
+		if err := a.boundary(); err != nil {
+			return err
+		}
+	}
+	if err := a.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	if a.cut != nil && h.Size >= boundaryMin {
+		return a.boundary()
+	}
+	return nil
+}
+
+// boundary writes out what is buffered and cuts.
+func (a *archiver) boundary() error {
+	if err := a.bw.Flush(); err != nil {
+		return fmt.Errorf("write tar: %w", err)
+	}
+	return a.cut()
 }
 
 func (a *archiver) warn(msg string) {
@@ -398,8 +455,8 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 		return nil
 	}
 	if e.hdr.Typeflag != tar.TypeReg {
-		if err := a.tw.WriteHeader(&e.hdr); err != nil {
-			return fmt.Errorf("write tar: %w", err)
+		if err := a.writeHeader(&e.hdr); err != nil {
+			return err
 		}
 		return nil
 	}
@@ -412,8 +469,8 @@ func (a *archiver) write(ctx context.Context, e *entry) error {
 			h.Linkname = first
 			h.Size = 0
 			h.PAXRecords = nil // the first name carries the attributes
-			if err := a.tw.WriteHeader(&h); err != nil {
-				return fmt.Errorf("write tar: %w", err)
+			if err := a.writeHeader(&h); err != nil {
+				return err
 			}
 			a.stats.Files++
 			return nil
@@ -451,8 +508,8 @@ func (a *archiver) writeAhead(ctx context.Context, e *entry) error {
 		e.hdr.Name = ""
 		return nil
 	}
-	if err := a.tw.WriteHeader(&e.hdr); err != nil {
-		return fmt.Errorf("write tar: %w", err)
+	if err := a.writeHeader(&e.hdr); err != nil {
+		return err
 	}
 	if _, err := a.tw.Write((*e.data)[:e.n]); err != nil {
 		return fmt.Errorf("write tar: %w", err)
@@ -467,8 +524,8 @@ func (a *archiver) copyFile(ctx context.Context, e *entry) error {
 		closeFD(e.fd)
 		e.fd = -1
 	}()
-	if err := a.tw.WriteHeader(&e.hdr); err != nil {
-		return fmt.Errorf("write tar: %w", err)
+	if err := a.writeHeader(&e.hdr); err != nil {
+		return err
 	}
 	size := e.hdr.Size
 	if e.fd < 0 || size == 0 {

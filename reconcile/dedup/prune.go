@@ -99,23 +99,7 @@ func PlanPrune(st PruneState, referenced map[ID]bool, opts PruneOptions) (PruneP
 			}
 		}
 	}
-	// copies: chunk → packs holding it (only packs that exist).
-	copies := map[ID][]string{}
-	entries := map[string]PackEntry{}
-	for _, f := range st.Indexes {
-		for _, p := range f.Packs {
-			if _, ok := st.Packs[p.ID]; !ok {
-				continue
-			}
-			if _, dup := entries[p.ID]; dup {
-				continue
-			}
-			entries[p.ID] = p
-			for _, c := range p.Chunks {
-				copies[c.ID] = append(copies[c.ID], p.ID)
-			}
-		}
-	}
+	copies, entries := chunkCopies(st)
 	liveBytes := map[string]int64{}
 	live := map[string]map[ID]bool{}
 	ids := make([]ID, 0, len(referenced))
@@ -182,6 +166,28 @@ func PlanPrune(st PruneState, referenced map[ID]bool, opts PruneOptions) (PruneP
 	return plan, nil
 }
 
+// chunkCopies returns, for each chunk, the existing packs holding it, and
+// each existing pack's index entry.
+func chunkCopies(st PruneState) (map[ID][]string, map[string]PackEntry) {
+	copies := map[ID][]string{}
+	entries := map[string]PackEntry{}
+	for _, f := range st.Indexes {
+		for _, p := range f.Packs {
+			if _, ok := st.Packs[p.ID]; !ok {
+				continue
+			}
+			if _, dup := entries[p.ID]; dup {
+				continue
+			}
+			entries[p.ID] = p
+			for _, c := range p.Chunks {
+				copies[c.ID] = append(copies[c.ID], p.ID)
+			}
+		}
+	}
+	return copies, entries
+}
+
 // LoadPruneState lists and reads what PlanPrune needs from repo on dest.
 // now must be taken before the caller lists the snapshot manifests. Index
 // files that cannot be read fail the load: prune only runs on a repository
@@ -219,6 +225,37 @@ func Prune(ctx context.Context, dest drivers.Destination, repo string, st PruneS
 	opts = opts.withDefaults()
 	// 1. Repack: new packs and their index first, so the live chunks have
 	// a second home before the old pack is marked.
+	if err := repack(ctx, dest, repo, st, plan, opts); err != nil {
+		return err
+	}
+	// 2. Mark what is unreferenced now, and what was repacked.
+	if toMark := append(append([]string{}, plan.Mark...), plan.Repack...); len(toMark) > 0 {
+		if _, err := writeMark(ctx, dest, repo, Mark{Version: 1, Time: st.Now, Packs: toMark}); err != nil {
+			return err
+		}
+	}
+	if len(plan.Delete) == 0 && len(plan.Unmark) == 0 {
+		return nil
+	}
+	// 3. Delete, then rewrite the indexes read without the deleted packs,
+	// then the marks without deleted and unmarked packs.
+	gone := map[string]bool{}
+	for _, id := range plan.Delete {
+		key := PackKey(repo, id)
+		if err := dest.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete pack %s: %w", key, err)
+		}
+		gone[id] = true
+	}
+	if err := rewriteIndexes(ctx, dest, repo, st, indexKeys, gone); err != nil {
+		return err
+	}
+	return rewriteMarks(ctx, dest, repo, st, plan, gone)
+}
+
+// repack copies the live chunks of plan.Repack into new packs, then writes
+// their index.
+func repack(ctx context.Context, dest drivers.Destination, repo string, st PruneState, plan PrunePlan, opts PruneOptions) error {
 	var written []PackEntry
 	var pb *packBuilder
 	flush := func() error {
@@ -238,18 +275,9 @@ func Prune(ctx context.Context, dest drivers.Destination, repo string, st PruneS
 		return nil
 	}
 	for _, id := range plan.Repack {
-		key := PackKey(repo, id)
-		rc, err := dest.Get(ctx, key)
+		data, err := readPackChecked(ctx, dest, repo, id)
 		if err != nil {
-			return fmt.Errorf("read pack %s: %w", key, err)
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("read pack %s: %w", key, err)
-		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
-			return fmt.Errorf("repack %s: content does not match its name", key)
+			return err
 		}
 		for _, c := range plan.RepackChunks[id] {
 			if pb == nil {
@@ -273,25 +301,30 @@ func Prune(ctx context.Context, dest drivers.Destination, repo string, st PruneS
 			return err
 		}
 	}
-	// 2. Mark what is unreferenced now, and what was repacked.
-	if toMark := append(append([]string{}, plan.Mark...), plan.Repack...); len(toMark) > 0 {
-		if _, err := writeMark(ctx, dest, repo, Mark{Version: 1, Time: st.Now, Packs: toMark}); err != nil {
-			return err
-		}
+	return nil
+}
+
+// readPackChecked reads a whole pack and checks it against its name.
+func readPackChecked(ctx context.Context, dest drivers.Destination, repo, id string) ([]byte, error) {
+	key := PackKey(repo, id)
+	rc, err := dest.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", key, err)
 	}
-	if len(plan.Delete) == 0 && len(plan.Unmark) == 0 {
-		return nil
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", key, err)
 	}
-	// 3. Delete, then rewrite the indexes read without the deleted packs,
-	// then the marks without deleted and unmarked packs.
-	gone := map[string]bool{}
-	for _, id := range plan.Delete {
-		key := PackKey(repo, id)
-		if err := dest.Delete(ctx, key); err != nil {
-			return fmt.Errorf("delete pack %s: %w", key, err)
-		}
-		gone[id] = true
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != id {
+		return nil, fmt.Errorf("repack %s: content does not match its name", key)
 	}
+	return data, nil
+}
+
+// rewriteIndexes replaces the index files read (indexKeys) by one listing
+// their packs that still exist and are not gone.
+func rewriteIndexes(ctx context.Context, dest drivers.Destination, repo string, st PruneState, indexKeys []string, gone map[string]bool) error {
 	var keep []PackEntry
 	seen := map[string]bool{}
 	for _, f := range st.Indexes {
@@ -321,6 +354,11 @@ func Prune(ctx context.Context, dest drivers.Destination, repo string, st PruneS
 			return fmt.Errorf("delete index %s: %w", k, err)
 		}
 	}
+	return nil
+}
+
+// rewriteMarks drops deleted and unmarked packs from the prune marks.
+func rewriteMarks(ctx context.Context, dest drivers.Destination, repo string, st PruneState, plan PrunePlan, gone map[string]bool) error {
 	drop := map[string]bool{}
 	for _, id := range plan.Unmark {
 		drop[id] = true

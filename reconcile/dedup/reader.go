@@ -11,35 +11,11 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// rangeGetter is the ranged read some destinations offer: length bytes from
-// offset of key; a range past the end yields the bytes that exist, then
-// io.ErrUnexpectedEOF.
-type rangeGetter interface {
-	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
-}
-
-// getRange reads a byte range of key, with GetRange when dest has it and
-// with Get and a skip otherwise.
+// getRange reads a byte range of key.
 func getRange(ctx context.Context, dest drivers.Destination, key string, offset, length int64) ([]byte, error) {
-	var rc io.ReadCloser
-	var err error
-	if rg, ok := dest.(rangeGetter); ok {
-		rc, err = rg.GetRange(ctx, key, offset, length)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		rc, err = dest.Get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
-			rc.Close()
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
+	rc, err := dest.GetRange(ctx, key, offset, length)
+	if err != nil {
+		return nil, err
 	}
 	defer rc.Close()
 	buf := make([]byte, length)

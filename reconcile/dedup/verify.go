@@ -103,6 +103,21 @@ func Verify(ctx context.Context, dest drivers.Destination, repo string, referenc
 	if !opts.ReadData {
 		return rep, nil
 	}
+	for _, id := range packsToRead(packs, opts) {
+		probs, opened, err := verifyPack(ctx, dest, repo, id, byPack[id], opts)
+		if err != nil {
+			return rep, err
+		}
+		rep.PacksRead++
+		rep.ChunksOpen += opened
+		rep.Problems = append(rep.Problems, probs...)
+	}
+	return rep, nil
+}
+
+// packsToRead returns the packs ReadData reads: all of them, or a random
+// share (at least one) with Subset.
+func packsToRead(packs map[string]drivers.ObjectInfo, opts VerifyOptions) []string {
 	ids := make([]string, 0, len(packs))
 	for id := range packs {
 		ids = append(ids, id)
@@ -118,16 +133,7 @@ func Verify(ctx context.Context, dest drivers.Destination, repo string, referenc
 		ids = ids[:n]
 		sort.Strings(ids)
 	}
-	for _, id := range ids {
-		probs, opened, err := verifyPack(ctx, dest, repo, id, byPack[id], opts)
-		if err != nil {
-			return rep, err
-		}
-		rep.PacksRead++
-		rep.ChunksOpen += opened
-		rep.Problems = append(rep.Problems, probs...)
-	}
-	return rep, nil
+	return ids
 }
 
 // verifyPack reads one pack and compares it with its name, its index entry

@@ -54,6 +54,10 @@ type Metrics struct {
 	srcLastRead, srcLastWritten, srcLastFiles       *prometheus.GaugeVec
 	srcLastWarnings                                 *prometheus.GaugeVec
 	srcRead, srcWritten, srcFiles                   *prometheus.CounterVec
+	// Deduplicated storage: the raw stream's bytes in new chunks, and the
+	// stream's size over them.
+	srcLastNew, srcLastRatio *prometheus.GaugeVec
+	srcNew                   *prometheus.CounterVec
 
 	destUp, destLastCheck                  *prometheus.GaugeVec
 	destSnapshots, destBytes, destNewest   *prometheus.GaugeVec
@@ -83,10 +87,10 @@ func (m *Metrics) policyVecs() []*prometheus.MetricVec {
 	for _, g := range []*prometheus.GaugeVec{m.lastSuccess, m.lastAttempt, m.lastDuration, m.lastRunSuccess,
 		m.consecutiveFailures, m.scheduleInterval, m.nextRun, m.suspended, m.running,
 		m.srcLastSuccess, m.srcLastAttempt, m.srcLastDuration, m.srcLastRead, m.srcLastWritten, m.srcLastFiles, m.srcLastWarnings,
-		m.destSnapshots, m.destBytes, m.destNewest, m.notifyLastOK, m.notifyLastTime} {
+		m.srcLastNew, m.srcLastRatio, m.destSnapshots, m.destBytes, m.destNewest, m.notifyLastOK, m.notifyLastTime} {
 		out = append(out, g.MetricVec)
 	}
-	for _, c := range []*prometheus.CounterVec{m.runs, m.failures, m.srcRead, m.srcWritten, m.srcFiles, m.destWritten, m.retentionDeleted, m.retentionRuns, m.notifications} {
+	for _, c := range []*prometheus.CounterVec{m.runs, m.failures, m.srcRead, m.srcWritten, m.srcFiles, m.srcNew, m.destWritten, m.retentionDeleted, m.retentionRuns, m.notifications} {
 		out = append(out, c.MetricVec)
 	}
 	return append(out, m.drill.vecs()...)
@@ -95,10 +99,10 @@ func (m *Metrics) policyVecs() []*prometheus.MetricVec {
 // sourceVecs are the vectors with policy and source labels.
 func (m *Metrics) sourceVecs() []*prometheus.MetricVec {
 	var out []*prometheus.MetricVec
-	for _, g := range []*prometheus.GaugeVec{m.srcLastSuccess, m.srcLastAttempt, m.srcLastDuration, m.srcLastRead, m.srcLastWritten, m.srcLastFiles, m.srcLastWarnings} {
+	for _, g := range []*prometheus.GaugeVec{m.srcLastSuccess, m.srcLastAttempt, m.srcLastDuration, m.srcLastRead, m.srcLastWritten, m.srcLastFiles, m.srcLastWarnings, m.srcLastNew, m.srcLastRatio} {
 		out = append(out, g.MetricVec)
 	}
-	for _, c := range []*prometheus.CounterVec{m.srcRead, m.srcWritten, m.srcFiles} {
+	for _, c := range []*prometheus.CounterVec{m.srcRead, m.srcWritten, m.srcFiles, m.srcNew} {
 		out = append(out, c.MetricVec)
 	}
 	return out
@@ -145,6 +149,9 @@ func NewMetrics(host, version string, now func() time.Time) *Metrics {
 	m.srcRead = counter("aegis_source_read_bytes_total", "Bytes read from the source by backups of this process.", src...)
 	m.srcWritten = counter("aegis_source_written_bytes_total", "Bytes of the source stored per destination by backups of this process.", src...)
 	m.srcFiles = counter("aegis_source_files_total", "Files backed up from the source by this process.", src...)
+	m.srcLastNew = gauge("aegis_source_last_new_bytes", "Bytes of the last deduplicated backup's stream that were in new chunks (stored anew).", src...)
+	m.srcLastRatio = gauge("aegis_source_last_dedup_ratio", "Stream bytes over new bytes of the last deduplicated backup of the source (0: nothing new).", src...)
+	m.srcNew = counter("aegis_source_new_bytes_total", "Bytes in new chunks stored by deduplicated backups of this process.", src...)
 
 	m.destUp = gauge("aegis_destination_up", "1 if the destination passed its last check, 0 if it failed.", "destination")
 	m.destLastCheck = gauge("aegis_destination_last_check_timestamp_seconds", "When the destination was last checked (Unix time).", "destination")
@@ -221,6 +228,9 @@ func (m *Metrics) RunEnded(policy string, res *v1.RunResult) {
 		m.srcFiles.WithLabelValues(policy, s.Name).Add(float64(s.Files))
 		if s.Result == v1.ResultSucceeded {
 			m.srcWritten.WithLabelValues(policy, s.Name).Add(float64(s.Bytes))
+			if s.Storage == v1.StorageDeduplicated {
+				m.srcNew.WithLabelValues(policy, s.Name).Add(float64(s.NewBytes))
+			}
 		}
 	}
 	for _, d := range res.Destinations {
@@ -404,6 +414,10 @@ func (m *Metrics) Sync(views map[string]PolicyView, dests map[string]Destination
 				m.srcLastWritten.WithLabelValues(name, s.Name).Set(float64(s.Bytes))
 				m.srcLastFiles.WithLabelValues(name, s.Name).Set(float64(s.Files))
 				m.srcLastWarnings.WithLabelValues(name, s.Name).Set(float64(len(s.Warnings)))
+				if s.Storage == v1.StorageDeduplicated {
+					m.srcLastNew.WithLabelValues(name, s.Name).Set(float64(s.NewBytes))
+					m.srcLastRatio.WithLabelValues(name, s.Name).Set(s.DedupRatio)
+				}
 			}
 		} else {
 			m.lastDuration.DeleteLabelValues(name)

@@ -361,3 +361,26 @@ func TestMonitoringFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupMetrics: a deduplicated run's new bytes and ratio reach the
+// source's series; an archive run sets none.
+func TestDedupMetrics(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	m := NewMetrics("h", "test", func() time.Time { return now })
+	web := policyWithSchedule("web", "@hourly")
+	run := &v1.RunResult{Result: v1.ResultSucceeded, Duration: "1s", StartTime: now, Sources: []v1.SourceResult{
+		{Name: "site", Result: v1.ResultSucceeded, Storage: v1.StorageDeduplicated, StreamBytes: 1000, NewBytes: 250, DedupRatio: 4, Duration: "1s"},
+		{Name: "old", Result: v1.ResultSucceeded, Storage: v1.StorageArchive, Duration: "1s"},
+	}}
+	m.RunEnded("web", run)
+	m.Sync(map[string]PolicyView{"web": {Policy: web, LastRun: run}}, nil, 0)
+	got := scrape(t, m.Handler(nil))
+	for name, want := range map[string]float64{"aegis_source_last_new_bytes": 250, "aegis_source_last_dedup_ratio": 4, "aegis_source_new_bytes_total": 250} {
+		if v, ok := got[name].samples["policy=web,source=site"]; !ok || v != want {
+			t.Errorf("%s{site} = %v (present %v), want %v", name, v, ok, want)
+		}
+		if _, ok := got[name].samples["policy=web,source=old"]; ok {
+			t.Errorf("%s set for an archive source", name)
+		}
+	}
+}

@@ -126,6 +126,14 @@ func (c *countingWriteCloser) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Boundary passes a chunk boundary on (drivers.Boundary).
+func (c *countingWriteCloser) Boundary() error {
+	if b, ok := c.WriteCloser.(drivers.Boundary); ok {
+		return b.Boundary()
+	}
+	return nil
+}
+
 // CloseWithError passes an abandoned object on, so that it is dropped
 // rather than stored truncated.
 func (c *countingWriteCloser) CloseWithError(err error) error {

@@ -289,6 +289,9 @@ func pruneDestination(ctx context.Context, log *slog.Logger, t PruneTarget, poli
 		return fail("%v", err)
 	}
 	ex.cleanUp(ctx, plan.staleMarkers, dp)
+	if _, err := pruneRepository(ctx, log, t.Dest, opts.Host, policy, opts.Clock()); err != nil {
+		return fail("%v", err)
+	}
 	return dp
 }
 

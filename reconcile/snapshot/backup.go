@@ -15,6 +15,7 @@ import (
 	"github.com/aegis-backup/aegis/drivers"
 	"github.com/aegis-backup/aegis/drivers/ratelimit"
 	"github.com/aegis-backup/aegis/drivers/registry"
+	"github.com/aegis-backup/aegis/reconcile/dedup"
 	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
@@ -40,6 +41,9 @@ type Runner struct {
 	// drops out of the run (Failed, named), so that the others finish at
 	// full speed (default DefaultStallTimeout).
 	StallTimeout time.Duration
+	// StateDir keeps each policy's dedup key (STATE/dedup/POLICY.key) for
+	// deduplicated storage outside openssl mode.
+	StateDir string
 }
 
 // DefaultStallTimeout is the default Runner.StallTimeout.
@@ -248,6 +252,22 @@ type openDest struct {
 	d    drivers.Destination
 }
 
+// runSource streams the source into sw (archive) or through the dedup
+// writer into the policy's repository (deduplicated).
+func (r *Runner) runSource(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, sw *snapshotWriter, drv drivers.Source, name string) (drivers.SourceStats, dedup.Stats, error) {
+	track := func(w drivers.ObjectWriter) drivers.ObjectWriter { return observe.TrackSource(ctx, w, name) }
+	var stats drivers.SourceStats
+	var ds dedup.Stats
+	var err error
+	if p.Spec.StorageKind() == v1.StorageDeduplicated {
+		stats, ds, err = r.dedupBackup(ctx, log, c, sw, drv, track)
+	} else {
+		stats, err = drv.Backup(ctx, track(sw))
+	}
+	observe.ProgressFrom(ctx).End(observe.SourceItem(name), err)
+	return stats, ds, err
+}
+
 // backupSource streams one source to every usable destination.
 func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.BackupPolicy, c *codec, id string, start time.Time, src v1.Source, dests []openDest) (v1.SourceResult, []*target) {
 	log = log.With("source", src.Name)
@@ -273,7 +293,7 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 		targets[i] = &target{name: d.name, dest: d.d}
 	}
 	sw := newSnapshotWriter(c, v1.SnapshotManifest{
-		FormatVersion: v1.SnapshotFormatVersion,
+		FormatVersion: v1.ArchiveFormatVersion,
 		ID:            id,
 		Time:          start.UTC(),
 		Host:          r.Host,
@@ -284,9 +304,13 @@ func (r *Runner) backupSource(ctx context.Context, log *slog.Logger, p *v1.Backu
 	}, targets)
 	sw.stall = cmp.Or(r.StallTimeout, DefaultStallTimeout)
 
-	log.Info("source started", "driver", src.Driver())
-	stats, err := drv.Backup(ctx, observe.TrackSource(ctx, sw, src.Name))
-	observe.ProgressFrom(ctx).End(observe.SourceItem(src.Name), err)
+	log.Info("source started", "driver", src.Driver(), "storage", p.Spec.StorageKind())
+	stats, ds, err := r.runSource(ctx, log, p, c, sw, drv, src.Name)
+	sr.Storage = p.Spec.StorageKind()
+	if sr.Storage == v1.StorageDeduplicated {
+		setDedupResult(&sr, ds)
+		sw.manifest.NewBytes = ds.NewRawBytes
+	}
 	sr.Files, sr.BytesRead, sr.Warnings, sr.Meta = stats.Files, stats.BytesRead, stats.Warnings, stats.Meta
 	for _, w := range stats.Warnings {
 		log.Warn("source warning", "warning", w)

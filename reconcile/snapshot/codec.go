@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	v1 "github.com/aegis-backup/aegis/api/v1"
+	"github.com/aegis-backup/aegis/reconcile/dedup"
 )
 
 // codec is the resolved compression and encryption of a policy.
@@ -235,6 +236,11 @@ func (c *chainWriter) Close() error {
 // decoder undoes what encode did, with the keys of a key ring.
 type decoder struct {
 	keys *KeyRing
+	// repo is the repository reader of deduplicated snapshots, loaded once
+	// (dedupReader); problems are the index files it found damaged.
+	repo      *dedup.Reader
+	repoKeyID string
+	problems  []string
 }
 
 // decode returns a reader of the raw stream of an object stored with the

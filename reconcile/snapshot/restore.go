@@ -224,7 +224,7 @@ func Restore(ctx context.Context, dest drivers.Destination, snap Snapshot, opts 
 	if err := dec.authenticate(m, sealedReader(ctx, dest, m)); err != nil {
 		return total, err
 	}
-	if m.Encryption.Algorithm == "openssl" {
+	if m.Encryption.Algorithm == "openssl" && !m.Deduplicated() {
 		// CBC does not authenticate as it decrypts: check every object's
 		// SHA-256 before a byte of it is unpacked.
 		for _, ob := range m.Objects {
@@ -321,6 +321,11 @@ func checkObjectHash(ctx context.Context, dest drivers.Destination, m *v1.Snapsh
 // raw stream plus a check to call after reading it to the end, which
 // compares the SHA-256 of the stored bytes with the manifest.
 func openObject(ctx context.Context, dest drivers.Destination, m *v1.SnapshotManifest, ob v1.SnapshotObject, dec *decoder) (io.Reader, func() error, func(), error) {
+	if m.Deduplicated() {
+		// A chunk is checked against its keyed ID before a byte of it is
+		// passed on, in every encryption mode.
+		return openDedupObject(ctx, dest, m, ob, dec)
+	}
 	key := m.ObjectKey(ob)
 	where := fmt.Sprintf("snapshot %s, object %s", m.ID, ob.Key)
 	info, err := dest.Stat(ctx, key)

@@ -123,13 +123,26 @@ func ReadTotal(s Snapshot) int64 {
 
 // VerifyWithProgress verifies one snapshot as Verify does, reporting the
 // bytes read as one progress item when p is not nil.
-func VerifyWithProgress(ctx context.Context, d drivers.Destination, s Snapshot, keys *KeyRing, p observe.Progress) VerifyResult {
-	if p == nil {
+//
+// A deduplicated snapshot is read in full only with opts.ReadData; opts
+// may be left out (the checks without reading every chunk).
+func VerifyWithProgress(ctx context.Context, d drivers.Destination, s Snapshot, keys *KeyRing, p observe.Progress, opts ...VerifyOptions) VerifyResult {
+	var o VerifyOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	verify := func(d drivers.Destination) VerifyResult {
+		if s.Manifest.Deduplicated() && !o.ReadData {
+			return verifyDedup(ctx, d, s, keys, o)
+		}
 		return Verify(ctx, d, s, keys)
+	}
+	if p == nil {
+		return verify(d)
 	}
 	item := fmt.Sprintf("verify %s/%s @ %s", s.Manifest.Policy, s.Manifest.Source, s.Destination)
 	p.Begin(item, dataSize(s.Manifest))
-	r := Verify(ctx, observe.ProgressDestination(d, p, item), s, keys)
+	r := verify(observe.ProgressDestination(d, p, item))
 	p.End(item, r.Err)
 	return r
 }
