@@ -300,13 +300,28 @@ func (a *Agent) retentionDone(policy string, rep *retention.PruneReport) {
 // afterPass brings the metrics up to date with what the pass saw, writes
 // the metrics textfile, and keeps the log directory within its bounds.
 func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, mode passMode) {
-	once := mode == passOnce
 	a.logSchedules(plan)
 	records, err := a.store.Records()
 	if err != nil {
 		a.obs.metrics.PassDone(err)
 		return
 	}
+	usable := a.syncMetrics(cfg, plan, pols, dests, records)
+	a.inventoryStale(ctx, pols, usable, mode)
+	a.obs.metrics.PassDone(nil)
+	if f := a.opts.Observe.MetricsTextfile; f != "" {
+		if err := a.obs.metrics.WriteTextfile(f); err != nil {
+			a.log.Error("write the metrics textfile", "err", err)
+		}
+	}
+	a.pruneLogs(false)
+	a.writeHostStatuses(ctx, plan, pols, dests, mode)
+}
+
+// syncMetrics sets the policy, destination and drill gauges from the
+// recorded state, and returns the destinations not known to fail their
+// check.
+func (a *Agent) syncMetrics(cfg *Config, plan Plan, pols map[string]*v1.BackupPolicy, dests map[string]*v1.Destination, records map[string]ObjectRecord) map[string]*v1.Destination {
 	health, err := a.store.loadHealth()
 	if err != nil {
 		a.log.Warn("read the policies' health", "err", err)
@@ -318,13 +333,15 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 	}
 	a.mu.Unlock()
 	views := map[string]observe.PolicyView{}
+	drillViews := map[string]observe.DrillView{}
 	for name, p := range pols {
 		rec := records[v1.KindBackupPolicy+"/"+name]
 		views[name] = observe.PolicyView{Policy: p, LastSuccess: rec.Policy.LastSuccessfulTime, LastAttempt: rec.Policy.LastAttemptTime,
 			LastRun: rec.LastRun, Health: health[name], Next: plan.Policies[name].NextScheduleTime, Running: running[name]}
+		drillViews[name] = observe.DrillView{Policy: p, LastDrill: rec.Policy.LastDrill, LastSuccess: rec.Policy.LastDrillSuccessTime}
 	}
 	destViews := map[string]observe.DestinationView{}
-	usable := map[string]*v1.Destination{} // not known to fail its check
+	usable := map[string]*v1.Destination{}
 	for name, d := range dests {
 		r := records[v1.KindDestination+"/"+name]
 		destViews[name] = observe.DestinationView{Checked: r.Checked, CheckTime: r.LastCheckTime, Error: r.CheckError}
@@ -333,16 +350,15 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 		}
 	}
 	a.obs.metrics.Sync(views, destViews, len(cfg.Errors))
-	drillViews := map[string]observe.DrillView{}
-	for name, p := range pols {
-		rec := records[v1.KindBackupPolicy+"/"+name].Policy
-		drillViews[name] = observe.DrillView{Policy: p, LastDrill: rec.LastDrill, LastSuccess: rec.LastDrillSuccessTime}
-	}
 	a.obs.metrics.SyncDrills(drillViews)
+	return usable
+}
 
-	// Inventory of the destinations, at most hourly per policy, in the
-	// background (a slow destination must not hold up the loop), except
-	// with --once, whose textfile should hold it.
+// inventoryStale refreshes the inventory of the destinations, at most
+// hourly per policy, in the background (a slow destination must not hold
+// up the loop), except with --once, whose textfile should hold it.
+func (a *Agent) inventoryStale(ctx context.Context, pols map[string]*v1.BackupPolicy, usable map[string]*v1.Destination, mode passMode) {
+	once := mode == passOnce
 	var stale []*v1.BackupPolicy
 	a.obs.mu.Lock()
 	now := a.opts.Now()
@@ -375,15 +391,6 @@ func (a *Agent) afterPass(ctx context.Context, cfg *Config, plan Plan, pols map[
 			a.obs.mu.Unlock()
 		}()
 	}
-
-	a.obs.metrics.PassDone(nil)
-	if f := a.opts.Observe.MetricsTextfile; f != "" {
-		if err := a.obs.metrics.WriteTextfile(f); err != nil {
-			a.log.Error("write the metrics textfile", "err", err)
-		}
-	}
-	a.pruneLogs(false)
-	a.writeHostStatuses(ctx, plan, pols, dests, mode)
 }
 
 // logSchedules writes to the agent's log when a policy's next backup

@@ -369,28 +369,7 @@ func (m *Metrics) Sync(views map[string]PolicyView, dests map[string]Destination
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	for name, srcs := range m.known {
-		v, ok := views[name]
-		if !ok {
-			for _, vec := range m.policyVecs() {
-				vec.DeletePartialMatch(prometheus.Labels{"policy": name})
-			}
-			delete(m.known, name)
-			continue
-		}
-		keep := map[string]bool{}
-		for _, s := range v.Policy.Spec.Sources {
-			keep[s.Name] = true
-		}
-		for s := range srcs {
-			if !keep[s] {
-				for _, vec := range m.sourceVecs() {
-					vec.DeletePartialMatch(prometheus.Labels{"policy": name, "source": s})
-				}
-				delete(srcs, s)
-			}
-		}
-	}
+	m.forgetGone(views)
 	for name, v := range views {
 		if m.known[name] == nil {
 			m.known[name] = map[string]bool{}
@@ -445,6 +424,33 @@ func (m *Metrics) Sync(views map[string]PolicyView, dests map[string]Destination
 	}
 	m.manifestErrs.Set(float64(manifestErrors))
 	m.policies.Set(float64(len(views)))
+}
+
+// forgetGone removes the series of policies and sources that went away;
+// the caller holds m.mu.
+func (m *Metrics) forgetGone(views map[string]PolicyView) {
+	for name, srcs := range m.known {
+		v, ok := views[name]
+		if !ok {
+			for _, vec := range m.policyVecs() {
+				vec.DeletePartialMatch(prometheus.Labels{"policy": name})
+			}
+			delete(m.known, name)
+			continue
+		}
+		keep := map[string]bool{}
+		for _, s := range v.Policy.Spec.Sources {
+			keep[s.Name] = true
+		}
+		for s := range srcs {
+			if !keep[s] {
+				for _, vec := range m.sourceVecs() {
+					vec.DeletePartialMatch(prometheus.Labels{"policy": name, "source": s})
+				}
+				delete(srcs, s)
+			}
+		}
+	}
 }
 
 // InventoryEntry is what one source of one policy holds on a destination.
