@@ -341,66 +341,91 @@ func (d *docDecoder) walk(n *yaml.Node, t reflect.Type, path string, line int) *
 			d.typeError(n, "a list", path, line)
 			return emptySeq()
 		}
-		out := emptySeq()
-		for i, item := range n.Content {
-			child := fmt.Sprintf("%s[%d]", path, i)
-			d.lines[child] = item.Line
-			c := d.walk(item, t.Elem(), child, item.Line)
-			if c == nil {
-				// Keep the indexes of the items after it.
-				c = nullNode()
-			}
-			out.Content = append(out.Content, c)
-		}
+		return d.walkSlice(n, t, path)
+	}
+	if out, ok := d.walkScalar(n, t, path, line); ok {
 		return out
+	}
+	// Types without a fixed shape (any) take the value as it is.
+	return unaliased(n)
+}
+
+// walkSlice checks each item of a list against the element type.
+func (d *docDecoder) walkSlice(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+	out := emptySeq()
+	for i, item := range n.Content {
+		child := fmt.Sprintf("%s[%d]", path, i)
+		d.lines[child] = item.Line
+		c := d.walk(item, t.Elem(), child, item.Line)
+		if c == nil {
+			// Keep the indexes of the items after it.
+			c = nullNode()
+		}
+		out.Content = append(out.Content, c)
+	}
+	return out
+}
+
+// walkScalar checks a scalar against a string, bool or number type and
+// returns it re-tagged, or nil after recording the error; ok is false for
+// a type without a fixed shape (any), which the caller takes as it is.
+func (d *docDecoder) walkScalar(n *yaml.Node, t reflect.Type, path string, line int) (out *yaml.Node, ok bool) {
+	switch t.Kind() {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			d.typeError(n, "a string", path, line)
-			return nil
+			return nil, true
 		}
 		// Any scalar is taken as written: "1.10" stays "1.10".
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: n.Value, Style: yaml.DoubleQuotedStyle}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: n.Value, Style: yaml.DoubleQuotedStyle}, true
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
 			d.typeError(n, "true or false", path, line)
-			return nil
+			return nil, true
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}, true
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		var i int64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
-			d.typeError(n, "an integer", path, line)
-			return nil
-		}
-		if reflect.Zero(t).OverflowInt(i) {
-			d.errorf(line, path, "%d is out of range", i)
-			d.broken[path] = true
-			return nil
-		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(i, 10)}
+		return d.walkInt(n, t, path, line), true
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		var u uint64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&u) != nil {
-			d.typeError(n, "a non-negative integer", path, line)
-			return nil
-		}
-		if reflect.Zero(t).OverflowUint(u) {
-			d.errorf(line, path, "%d is out of range", u)
-			d.broken[path] = true
-			return nil
-		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatUint(u, 10)}
+		return d.walkUint(n, t, path, line), true
 	case reflect.Float32, reflect.Float64:
 		var f float64
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || n.Decode(&f) != nil {
 			d.typeError(n, "a number", path, line)
-			return nil
+			return nil, true
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(f, 'g', -1, 64)}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(f, 'g', -1, 64)}, true
 	}
-	// Types without a fixed shape (any) take the value as it is.
-	return unaliased(n)
+	return nil, false
+}
+
+func (d *docDecoder) walkInt(n *yaml.Node, t reflect.Type, path string, line int) *yaml.Node {
+	var i int64
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+		d.typeError(n, "an integer", path, line)
+		return nil
+	}
+	if reflect.Zero(t).OverflowInt(i) {
+		d.errorf(line, path, "%d is out of range", i)
+		d.broken[path] = true
+		return nil
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(i, 10)}
+}
+
+func (d *docDecoder) walkUint(n *yaml.Node, t reflect.Type, path string, line int) *yaml.Node {
+	var u uint64
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&u) != nil {
+		d.typeError(n, "a non-negative integer", path, line)
+		return nil
+	}
+	if reflect.Zero(t).OverflowUint(u) {
+		d.errorf(line, path, "%d is out of range", u)
+		d.broken[path] = true
+		return nil
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatUint(u, 10)}
 }
 
 // unaliased copies a node tree with its aliases expanded, so that the copy
