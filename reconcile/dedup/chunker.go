@@ -29,7 +29,6 @@ const chunkAlgorithm = "fastcdc-v1.0.0"
 // order. Cut ends the current segment: the next byte starts a new chunk.
 type segmenter struct {
 	emit func([]byte) error
-	buf  []byte
 	ch   *cdc.Chunker
 
 	pw   *io.PipeWriter
