@@ -37,6 +37,7 @@ can go straight into a Docker volume with --to-volume.`,
 		},
 	}
 	sel.register(cmd)
+	cmd.Flags().StringVar(&sel.limit, "limit", "", "read at most this fast, e.g. 20MiB/s (0 or unlimited: no limit), in place of the destination's bandwidth schedule")
 	cmd.Flags().StringVar(&target, "target", "", "directory to restore into (required, unless --to-volume)")
 	into.register(cmd)
 	return cmd

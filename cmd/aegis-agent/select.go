@@ -8,7 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	v1 "github.com/aegis-backup/aegis/api/v1"
 	"github.com/aegis-backup/aegis/drivers"
+	"github.com/aegis-backup/aegis/drivers/ratelimit"
 	"github.com/aegis-backup/aegis/reconcile"
 	"github.com/aegis-backup/aegis/reconcile/snapshot"
 )
@@ -22,6 +24,8 @@ type selectOpts struct {
 	identities       []string
 	passphraseFile   string
 	allowUnencrypted bool
+	// limit caps the read rate (restore --limit); empty: the manifest's.
+	limit string
 }
 
 func (s *selectOpts) register(cmd *cobra.Command) {
@@ -32,6 +36,26 @@ func (s *selectOpts) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&s.identities, "identity", nil, "age identity or openssl key file (repeatable); the keys directory is searched too")
 	cmd.Flags().StringVar(&s.passphraseFile, "passphrase-file", "", "passphrase of a passphrase-protected --identity (default: asked on the terminal)")
 	cmd.Flags().BoolVar(&s.allowUnencrypted, "allow-unencrypted", false, "accept snapshots without encryption although the policy encrypts (nothing proves who wrote them)")
+}
+
+// limited applies --limit to d: a fixed read rate in place of the
+// destination's bandwidth schedule.
+func (s *selectOpts) limited(d drivers.Destination) (drivers.Destination, error) {
+	if s.limit == "" {
+		return d, nil
+	}
+	bps, err := v1.ParseBandwidth(s.limit)
+	if err != nil {
+		d.Close()
+		return nil, invalid(fmt.Errorf("--limit: %w", err))
+	}
+	if l, ok := d.(*ratelimit.Destination); ok {
+		d = l.Unwrap()
+	}
+	if bps == 0 {
+		return d, nil
+	}
+	return ratelimit.NewFixed(d, bps, ratelimit.Options{}), nil
 }
 
 // passphrase returns how to get the passphrase of a protected identity:
@@ -95,6 +119,9 @@ func (s *selectOpts) find(ctx context.Context, cfg *reconcile.Config, policy str
 		if err != nil {
 			lastErr = err
 			continue
+		}
+		if d, err = s.limited(d); err != nil {
+			return nil, nil, err
 		}
 		snaps, bad, err := snapshot.ListSnapshotsLenient(ctx, d, n, policy)
 		if err != nil {
