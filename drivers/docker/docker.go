@@ -116,48 +116,18 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 	if err != nil {
 		return stats, err
 	}
-	var names []string
-	for i, v := range vols {
-		if !volumeName.MatchString(v.Name) {
-			return stats, fmt.Errorf("volume %q: not a valid volume name", v.Name)
-		}
-		mp, err := filepath.EvalSymlinks(v.Mountpoint)
-		if err == nil {
-			var fi os.FileInfo
-			if fi, err = os.Stat(mp); err == nil && !fi.IsDir() {
-				err = errors.New("not a directory")
-			}
-		}
-		if err != nil {
-			return stats, fmt.Errorf("volume %s (driver %s): its mount point %s cannot be read on this host (aegis-agent must run on the Docker host, as root): %w", v.Name, v.Driver, v.Mountpoint, err)
-		}
-		vols[i].Mountpoint = mp
-		names = append(names, v.Name)
+	names, err := resolveMountpoints(vols)
+	if err != nil {
+		return stats, err
 	}
 	users, err := containersUsing(ctx, cli, names)
 	if err != nil {
 		return stats, err
 	}
-	stats.Meta = map[string]string{
-		MetaEngineVersion: ver.Version,
-		MetaVolumes:       strings.Join(names, ","),
-	}
-	if len(users) > 0 {
-		var u []string
-		for _, c := range users {
-			u = append(u, fmt.Sprintf("%s (%s)", c.name, c.state))
-		}
-		stats.Meta[MetaUsedBy] = strings.Join(u, ", ")
-	}
+	stats.Meta = backupMeta(ver.Version, names, users)
 
 	if s.spec.StopContainers {
-		var running []ctr
-		for _, c := range users {
-			if c.state == "running" {
-				running = append(running, c)
-			}
-		}
-		stopped, err := stopAll(ctx, cli, log, running)
+		stopped, err := stopAll(ctx, cli, log, runningOnly(users))
 		defer func() {
 			// Also when the copy failed, or the run was cancelled.
 			summary, warnings := startAll(ctx, cli, log, stopped)
@@ -171,17 +141,80 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 		}
 	}
 
+	err = s.archiveAll(ctx, out, vols, &stats)
+	return stats, err
+}
+
+// resolveMountpoints checks, before anything is stopped, that every volume
+// has a valid name and a mount point this host can read, and replaces each
+// mount point by its real path, since the tar entries are renamed from it.
+// It returns the volumes' names.
+func resolveMountpoints(vols []volume.Volume) ([]string, error) {
+	var names []string
+	for i, v := range vols {
+		if !volumeName.MatchString(v.Name) {
+			return nil, fmt.Errorf("volume %q: not a valid volume name", v.Name)
+		}
+		mp, err := filepath.EvalSymlinks(v.Mountpoint)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = os.Stat(mp); err == nil && !fi.IsDir() {
+				err = errors.New("not a directory")
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("volume %s (driver %s): its mount point %s cannot be read on this host (aegis-agent must run on the Docker host, as root): %w", v.Name, v.Driver, v.Mountpoint, err)
+		}
+		vols[i].Mountpoint = mp
+		names = append(names, v.Name)
+	}
+	return names, nil
+}
+
+// backupMeta is the Meta recorded before the copy: the engine version, the
+// volumes and, if any, the containers that use them with their state, so a
+// restore can tell what was running at the time.
+func backupMeta(engineVersion string, names []string, users []ctr) map[string]string {
+	meta := map[string]string{
+		MetaEngineVersion: engineVersion,
+		MetaVolumes:       strings.Join(names, ","),
+	}
+	if len(users) > 0 {
+		var u []string
+		for _, c := range users {
+			u = append(u, fmt.Sprintf("%s (%s)", c.name, c.state))
+		}
+		meta[MetaUsedBy] = strings.Join(u, ", ")
+	}
+	return meta
+}
+
+// runningOnly keeps the running containers of cs: only those are stopped
+// for the copy, and so started again after it.
+func runningOnly(cs []ctr) []ctr {
+	var running []ctr
+	for _, c := range cs {
+		if c.state == "running" {
+			running = append(running, c)
+		}
+	}
+	return running
+}
+
+// archiveAll archives each volume into its object, adding to stats as it
+// goes, and stops at the first volume that fails.
+func (s *Source) archiveAll(ctx context.Context, out drivers.ObjectWriter, vols []volume.Volume, stats *drivers.SourceStats) error {
 	for _, v := range vols {
 		st, err := s.archive(ctx, out, v)
 		stats.Files += st.Files
 		stats.BytesRead += st.BytesRead
 		stats.Warnings = append(stats.Warnings, st.Warnings...)
 		if err != nil {
-			return stats, fmt.Errorf("volume %s: %w", v.Name, err)
+			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
-		log.Info("docker: volume archived", "volume", v.Name, "files", st.Files, "bytes", st.BytesRead)
+		s.opts.Logger.Info("docker: volume archived", "volume", v.Name, "files", st.Files, "bytes", st.BytesRead)
 	}
-	return stats, nil
+	return nil
 }
 
 // volumes resolves the source's volume name or label selector.

@@ -134,90 +134,16 @@ func (s *Store) putOptions() minio.PutObjectOptions {
 // multipart uploads first, second (the last part if last) and the rest of r.
 func (s *Store) multipart(ctx context.Context, name string, r io.Reader, first, second []byte, last bool) (int64, error) {
 	total := int64(len(first) + len(second))
-	var id string
-	err := s.opts.Retry.Do(ctx, "start multipart upload "+s.where(name), func(ctx context.Context) error {
-		return s.classify(s.guard(ctx, func(ctx context.Context) error {
-			var err error
-			id, err = s.core.NewMultipartUpload(ctx, s.bucket, name, s.putOptions())
-			return err
-		}), "")
-	})
+	id, err := s.startMultipart(ctx, name)
 	if err != nil {
 		s.bufs.put(first)
 		s.bufs.put(second)
 		return total, err
 	}
-
-	var (
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, s.parallel)
-		mu     sync.Mutex
-		parts  []minio.CompletePart
-		upErr  error
-		failed = make(chan struct{})
-	)
-	// send uploads part num from buf in the background once a slot is
-	// free; false means the upload already failed (or ctx is done) and
-	// nothing more should be read.
-	send := func(num int, buf []byte) (bool, error) {
-		select {
-		case slots <- struct{}{}:
-		case <-failed:
-			s.bufs.put(buf)
-			return false, nil
-		case <-ctx.Done():
-			s.bufs.put(buf)
-			return false, ctx.Err()
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			etag, err := s.putPart(ctx, name, id, num, buf)
-			s.bufs.put(buf)
-			<-slots
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if upErr == nil {
-					upErr = fmt.Errorf("part %d: %w", num, err)
-					close(failed)
-				}
-				return
-			}
-			parts = append(parts, minio.CompletePart{PartNumber: num, ETag: etag})
-		}()
-		return true, nil
-	}
-
-	var readErr error
-	ok, readErr := send(1, first)
-	if ok {
-		ok, readErr = send(2, second)
-	}
-	for num := 3; ok && !last; num++ {
-		if num > maxParts {
-			readErr = drivers.Permanent(fmt.Errorf("object is larger than the %d MiB that %d parts starting at %d MiB hold; raise spec.s3.partSizeMiB",
-				maxObjectSize(s.partSize)>>20, maxParts, s.partSize>>20))
-			break
-		}
-		buf := s.bufs.get(partSizeFor(s.partSize, num))
-		n, err := readFull(ctx, r, buf)
-		total += int64(n)
-		if err != nil && err != io.EOF {
-			s.bufs.put(buf)
-			readErr = err
-			break
-		}
-		if n == 0 { // the object ended at a part boundary
-			s.bufs.put(buf)
-			break
-		}
-		last = err == io.EOF
-		ok, readErr = send(num, buf[:n])
-	}
-	wg.Wait()
-
-	err = readErr
+	u := &partUploader{s: s, name: name, id: id, slots: make(chan struct{}, s.parallel), failed: make(chan struct{})}
+	read, err := s.sendParts(ctx, u, r, first, second, last)
+	total += read
+	parts, upErr := u.wait()
 	if err == nil {
 		err = upErr
 	}
@@ -229,12 +155,120 @@ func (s *Store) multipart(ctx context.Context, name string, r io.Reader, first, 
 		s.abort(ctx, name, id)
 		return total, err
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
 	if err := s.complete(ctx, name, id, parts, total); err != nil {
 		s.abort(ctx, name, id)
 		return total, err
 	}
 	return total, s.verify(ctx, name, total)
+}
+
+// startMultipart starts a multipart upload of name, retried as needed, and
+// returns its upload id.
+func (s *Store) startMultipart(ctx context.Context, name string) (string, error) {
+	var id string
+	err := s.opts.Retry.Do(ctx, "start multipart upload "+s.where(name), func(ctx context.Context) error {
+		return s.classify(s.guard(ctx, func(ctx context.Context) error {
+			var err error
+			id, err = s.core.NewMultipartUpload(ctx, s.bucket, name, s.putOptions())
+			return err
+		}), "")
+	})
+	return id, err
+}
+
+// sendParts hands first, second and then the rest of r, one part at a
+// time, to u. Reading stops at the end of r, at the first failure of a
+// part (u reports that error) or of the reader, and before part maxParts+1,
+// so no part is read that could not be stored. It returns the bytes read
+// from r beyond first and second, and the error that stopped the reading.
+func (s *Store) sendParts(ctx context.Context, u *partUploader, r io.Reader, first, second []byte, last bool) (int64, error) {
+	var read int64
+	ok, err := u.send(ctx, 1, first)
+	if ok {
+		ok, err = u.send(ctx, 2, second)
+	}
+	for num := 3; ok && !last; num++ {
+		if num > maxParts {
+			return read, drivers.Permanent(fmt.Errorf("object is larger than the %d MiB that %d parts starting at %d MiB hold; raise spec.s3.partSizeMiB",
+				maxObjectSize(s.partSize)>>20, maxParts, s.partSize>>20))
+		}
+		buf := s.bufs.get(partSizeFor(s.partSize, num))
+		n, rerr := readFull(ctx, r, buf)
+		read += int64(n)
+		if rerr != nil && rerr != io.EOF {
+			s.bufs.put(buf)
+			return read, rerr
+		}
+		if n == 0 { // the object ended at a part boundary
+			s.bufs.put(buf)
+			return read, nil
+		}
+		last = rerr == io.EOF
+		ok, err = u.send(ctx, num, buf[:n])
+	}
+	return read, err
+}
+
+// partUploader uploads the parts of one multipart upload in the
+// background, at most cap(slots) at once, so that reading the next part
+// overlaps with sending the previous ones; it keeps the first failure so
+// that reading stops as soon as the upload cannot succeed any more.
+type partUploader struct {
+	s        *Store
+	name, id string
+	slots    chan struct{}
+	failed   chan struct{} // closed at the first failed part
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	parts []minio.CompletePart
+	err   error
+}
+
+// send uploads part num from buf in the background once a slot is free;
+// false means the upload already failed (or ctx is done) and nothing more
+// should be read. buf goes back to the pool in every case.
+func (u *partUploader) send(ctx context.Context, num int, buf []byte) (bool, error) {
+	select {
+	case u.slots <- struct{}{}:
+	case <-u.failed:
+		u.s.bufs.put(buf)
+		return false, nil
+	case <-ctx.Done():
+		u.s.bufs.put(buf)
+		return false, ctx.Err()
+	}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		etag, err := u.s.putPart(ctx, u.name, u.id, num, buf)
+		u.s.bufs.put(buf)
+		<-u.slots
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if err != nil {
+			if u.err == nil {
+				u.err = fmt.Errorf("part %d: %w", num, err)
+				close(u.failed)
+			}
+			return
+		}
+		u.parts = append(u.parts, minio.CompletePart{PartNumber: num, ETag: etag})
+	}()
+	return true, nil
+}
+
+// wait waits for every part sent and returns them in part order, as
+// completing the upload requires, or the first part's error.
+func (u *partUploader) wait() ([]minio.CompletePart, error) {
+	u.wg.Wait()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err != nil {
+		return nil, u.err
+	}
+	sort.Slice(u.parts, func(i, j int) bool { return u.parts[i].PartNumber < u.parts[j].PartNumber })
+	return u.parts, nil
 }
 
 // putPart uploads one part, retried as needed, and returns its ETag.
