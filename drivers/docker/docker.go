@@ -100,8 +100,10 @@ var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 // this host cannot read, or a container that cannot be stopped fails it;
 // a container that cannot be started again is a warning, since the backup
 // itself is good.
-func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.SourceStats, error) {
-	var stats drivers.SourceStats
+//
+// The results are named so that the deferred restart of stopped containers
+// adds its warnings to what the caller gets.
+func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (stats drivers.SourceStats, err error) {
 	log := s.opts.Logger
 	cli, err := NewClient()
 	if err != nil {
@@ -127,7 +129,8 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 	stats.Meta = backupMeta(ver.Version, names, users)
 
 	if s.spec.StopContainers {
-		stopped, err := stopAll(ctx, cli, log, runningOnly(users))
+		var stopped []stoppedCtr
+		stopped, err = stopAll(ctx, cli, log, runningOnly(users))
 		defer func() {
 			// Also when the copy failed, or the run was cancelled.
 			summary, warnings := startAll(ctx, cli, log, stopped)
