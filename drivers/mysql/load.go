@@ -71,9 +71,33 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 	}
 	defer c.close()
 
-	srv, err := c.inspect(ctx, client)
+	exists, err := c.checkTargets(ctx, client, jobs, opts.Overwrite)
 	if err != nil {
 		return res, err
+	}
+	if opts.Globals {
+		if err := c.loadUsers(ctx, client, dir, m, out, &res); err != nil {
+			return res, err
+		}
+	}
+	for _, j := range jobs {
+		if err := c.loadDatabase(ctx, client, m, j, exists[j.To]); err != nil {
+			return res, err
+		}
+		res.Loaded = append(res.Loaded, j.From+" → "+j.To)
+		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
+	}
+	return res, nil
+}
+
+// checkTargets looks at every target database before anything is loaded,
+// so that a refused overwrite leaves the server untouched. It returns the
+// targets that exist already; one with tables or views is refused unless
+// overwrite is set.
+func (c *conn) checkTargets(ctx context.Context, client string, jobs []dbload.Job, overwrite bool) (map[string]bool, error) {
+	srv, err := c.inspect(ctx, client)
+	if err != nil {
+		return nil, err
 	}
 	exists := map[string]bool{}
 	for _, j := range jobs {
@@ -83,53 +107,60 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 		exists[j.To] = true
 		rows, err := c.query(ctx, client, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+hexLiteral(j.To))
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		n := 0
 		if len(rows) == 1 && len(rows[0]) == 1 {
 			n, _ = strconv.Atoi(rows[0][0])
 		}
-		if n > 0 && !opts.Overwrite {
-			return res, dbload.RefuseOverwrite(j, n, "tables or views")
+		if n > 0 && !overwrite {
+			return nil, dbload.RefuseOverwrite(j, n, "tables or views")
 		}
 	}
+	return exists, nil
+}
 
-	if opts.Globals {
-		file := filepath.Join(dir, UsersObject)
-		if _, err := os.Stat(file); err != nil {
-			return res, fmt.Errorf("snapshot %s holds no users and grants (%s): %s", m.ID, UsersObject, m.Meta[MetaUsers])
-		}
-		// Go on past statements this user may not run (a grant of the
-		// server's own accounts, say): the others still apply. The server
-		// answered a moment ago, so what fails here is such a statement.
-		if err := c.source(ctx, client, file, "", "--force"); err != nil {
-			res.Notes = append(res.Notes, "some users or grants were not loaded: "+err.Error())
-			fmt.Fprintf(out, "loaded users and grants, some with errors\n")
-		} else {
-			fmt.Fprintf(out, "loaded users and grants\n")
-		}
+// loadUsers loads the users and grants of the snapshot from dir. A
+// statement that fails is noted in res rather than failing the restore:
+// the databases matter more than, say, a grant on the server's own
+// accounts.
+func (c *conn) loadUsers(ctx context.Context, client, dir string, m *v1.SnapshotManifest, out io.Writer, res *LoadResult) error {
+	file := filepath.Join(dir, UsersObject)
+	if _, err := os.Stat(file); err != nil {
+		return fmt.Errorf("snapshot %s holds no users and grants (%s): %s", m.ID, UsersObject, m.Meta[MetaUsers])
 	}
+	// Go on past statements this user may not run (a grant of the
+	// server's own accounts, say): the others still apply. The server
+	// answered a moment ago, so what fails here is such a statement.
+	if err := c.source(ctx, client, file, "", "--force"); err != nil {
+		res.Notes = append(res.Notes, "some users or grants were not loaded: "+err.Error())
+		fmt.Fprintf(out, "loaded users and grants, some with errors\n")
+	} else {
+		fmt.Fprintf(out, "loaded users and grants\n")
+	}
+	return nil
+}
 
-	for _, j := range jobs {
-		if !exists[j.To] {
-			create := "CREATE DATABASE " + quoteIdent(j.To)
-			if cs := m.Meta[metaCharset+j.From]; identPattern.MatchString(cs) {
-				create += " CHARACTER SET " + cs
-			}
-			if co := m.Meta[metaCollation+j.From]; identPattern.MatchString(co) {
-				create += " COLLATE " + co
-			}
-			if _, err := c.query(ctx, client, create); err != nil {
-				return res, fmt.Errorf("create database %s: %w", j.To, err)
-			}
+// loadDatabase loads the dump of job j, first creating the target database
+// when it does not exist, with the character set and collation the dumped
+// one had, since the dump itself names neither.
+func (c *conn) loadDatabase(ctx context.Context, client string, m *v1.SnapshotManifest, j dbload.Job, exists bool) error {
+	if !exists {
+		create := "CREATE DATABASE " + quoteIdent(j.To)
+		if cs := m.Meta[metaCharset+j.From]; identPattern.MatchString(cs) {
+			create += " CHARACTER SET " + cs
 		}
-		if err := c.source(ctx, client, j.File, j.To); err != nil {
-			return res, fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
+		if co := m.Meta[metaCollation+j.From]; identPattern.MatchString(co) {
+			create += " COLLATE " + co
 		}
-		res.Loaded = append(res.Loaded, j.From+" → "+j.To)
-		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
+		if _, err := c.query(ctx, client, create); err != nil {
+			return fmt.Errorf("create database %s: %w", j.To, err)
+		}
 	}
-	return res, nil
+	if err := c.source(ctx, client, j.File, j.To); err != nil {
+		return fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
+	}
+	return nil
 }
 
 // source feeds file to the client, in database db when set.

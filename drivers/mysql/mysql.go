@@ -243,7 +243,6 @@ func tools() (client, dump string, err error) {
 // transaction does not make their dump consistent.
 func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.SourceStats, error) {
 	var stats drivers.SourceStats
-	log := s.opts.Logger
 	client, dump, err := tools()
 	if err != nil {
 		return stats, err
@@ -258,13 +257,48 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 	if err != nil {
 		return stats, err
 	}
-	verOut, _, err := dumptool.Output(ctx, dumptool.Cmd{Path: dump, Args: []string{"--version"}}, 4096)
+	toolVersion, err := dumpToolVersion(ctx, dump)
 	if err != nil {
 		return stats, err
 	}
-	toolVersion := strings.TrimSpace(string(verOut))
 	mariadbTool := strings.Contains(toolVersion, "MariaDB")
 
+	dbs, err := s.databases(srv)
+	if err != nil {
+		return stats, err
+	}
+	dbNames := schemaNames(dbs)
+	stats.Meta = backupMeta(srv, toolVersion, dbs)
+	if w, err := c.nonTransactional(ctx, client, dbNames); err != nil {
+		return stats, err
+	} else {
+		stats.Warnings = append(stats.Warnings, w...)
+	}
+
+	args := dumpArgs(mariadbTool, srv.mariadb)
+	for _, d := range dbs {
+		if err := s.dumpDatabase(ctx, out, c, dump, args, d, &stats); err != nil {
+			return stats, err
+		}
+	}
+	return stats, c.dumpUsers(ctx, out, client, dump, srv, mariadbTool, &stats)
+}
+
+// dumpToolVersion asks the dump tool for its version line, which goes into
+// the manifest and tells MariaDB's tool from Oracle's: their options differ.
+func dumpToolVersion(ctx context.Context, dump string) (string, error) {
+	verOut, _, err := dumptool.Output(ctx, dumptool.Cmd{Path: dump, Args: []string{"--version"}}, 4096)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(verOut)), nil
+}
+
+// databases picks the schemas of srv to dump: those spec.Databases names,
+// in its order, or all but the system schemas when it names none. A named
+// database the server lacks is a permanent error that lists what the server
+// has, since retrying cannot make it appear.
+func (s *Source) databases(srv *server) ([]schema, error) {
 	var dbs []schema
 	if len(s.spec.Databases) == 0 {
 		for _, sc := range srv.schemas {
@@ -272,38 +306,46 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 				dbs = append(dbs, sc)
 			}
 		}
-	} else {
-		var names []string
-		for _, sc := range srv.schemas {
-			names = append(names, sc.name)
-		}
-		for _, name := range s.spec.Databases {
-			sc, ok := srv.schema(name)
-			if !ok {
-				return stats, drivers.Permanent(fmt.Errorf("database %q does not exist on the server (or the user may not see it); it has: %s", name, strings.Join(names, ", ")))
-			}
-			dbs = append(dbs, sc)
-		}
+		return dbs, nil
 	}
-	var dbNames []string
-	for _, d := range dbs {
-		dbNames = append(dbNames, d.name)
+	names := schemaNames(srv.schemas)
+	for _, name := range s.spec.Databases {
+		sc, ok := srv.schema(name)
+		if !ok {
+			return nil, drivers.Permanent(fmt.Errorf("database %q does not exist on the server (or the user may not see it); it has: %s", name, strings.Join(names, ", ")))
+		}
+		dbs = append(dbs, sc)
 	}
-	stats.Meta = map[string]string{
+	return dbs, nil
+}
+
+// schemaNames lists the names of scs, in order.
+func schemaNames(scs []schema) []string {
+	var names []string
+	for _, sc := range scs {
+		names = append(names, sc.name)
+	}
+	return names
+}
+
+// backupMeta records what a load needs to recreate the databases as they
+// were (character set and collation) and which server and tool made them.
+func backupMeta(srv *server, toolVersion string, dbs []schema) map[string]string {
+	meta := map[string]string{
 		MetaServerVersion: srv.version,
 		MetaDumpTool:      toolVersion,
-		MetaDatabases:     strings.Join(dbNames, ","),
+		MetaDatabases:     strings.Join(schemaNames(dbs), ","),
 	}
 	for _, d := range dbs {
-		stats.Meta[metaCharset+d.name] = d.charset
-		stats.Meta[metaCollation+d.name] = d.collation
+		meta[metaCharset+d.name] = d.charset
+		meta[metaCollation+d.name] = d.collation
 	}
-	if w, err := c.nonTransactional(ctx, client, dbNames); err != nil {
-		return stats, err
-	} else {
-		stats.Warnings = append(stats.Warnings, w...)
-	}
+	return meta
+}
 
+// dumpArgs are the dump tool's options for one database, which depend on
+// whose tool it is and whose server it talks to.
+func dumpArgs(mariadbTool, mariadbServer bool) []string {
 	args := []string{
 		"--single-transaction", "--skip-lock-tables",
 		"--routines", "--triggers", "--events",
@@ -315,37 +357,49 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 		// into another server, and no column statistics a MariaDB server
 		// does not have.
 		args = append(args, "--set-gtid-purged=OFF")
-		if srv.mariadb {
+		if mariadbServer {
 			args = append(args, "--column-statistics=0")
 		}
 	}
-	for _, d := range dbs {
-		t0 := time.Now()
-		cmd := c.cmd(dump, append(slices.Clone(args), "--", d.name)...)
-		n, warn, err := dumpObject(ctx, out, dumptool.ObjectName(d.name, DumpExt), cmd)
-		stats.BytesRead += n
-		stats.Warnings = append(stats.Warnings, warn...)
-		if err != nil {
-			return stats, fmt.Errorf("dump database %s: %w", d.name, err)
-		}
-		log.Info("mysql: database dumped", "database", d.name, "bytes", n, "took", time.Since(t0).Round(time.Millisecond))
-	}
+	return args
+}
 
-	switch why := c.usersUnavailable(ctx, client, srv, mariadbTool); why {
-	case "":
-		cmd := c.cmd(dump, "--system=users", "--insert-ignore", "--default-character-set=utf8mb4")
-		n, warn, err := dumpObject(ctx, out, UsersObject, cmd)
-		stats.BytesRead += n
-		stats.Warnings = append(stats.Warnings, warn...)
-		if err != nil {
-			return stats, fmt.Errorf("dump users and grants: %w", err)
-		}
-		stats.Meta[MetaUsers] = "included"
-	default:
+// dumpDatabase dumps database d into its object with args and adds the
+// bytes and warnings to stats, also when the dump fails, so that the stats
+// of a failed backup still say how far it got.
+func (s *Source) dumpDatabase(ctx context.Context, out drivers.ObjectWriter, c *conn, dump string, args []string, d schema, stats *drivers.SourceStats) error {
+	t0 := time.Now()
+	cmd := c.cmd(dump, append(slices.Clone(args), "--", d.name)...)
+	n, warn, err := dumpObject(ctx, out, dumptool.ObjectName(d.name, DumpExt), cmd)
+	stats.BytesRead += n
+	stats.Warnings = append(stats.Warnings, warn...)
+	if err != nil {
+		return fmt.Errorf("dump database %s: %w", d.name, err)
+	}
+	s.opts.Logger.Info("mysql: database dumped", "database", d.name, "bytes", n, "took", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// dumpUsers dumps the users and grants into UsersObject when the tool and
+// the server allow it, and otherwise records why not, in stats.Meta and as
+// a warning: a backup without them is still worth keeping, but the user
+// should know a restore will not recreate the accounts.
+func (c *conn) dumpUsers(ctx context.Context, out drivers.ObjectWriter, client, dump string, srv *server, mariadbTool bool, stats *drivers.SourceStats) error {
+	why := c.usersUnavailable(ctx, client, srv, mariadbTool)
+	if why != "" {
 		stats.Meta[MetaUsers] = "not included: " + why
 		stats.Warnings = append(stats.Warnings, "users and grants are not in the backup: "+why)
+		return nil
 	}
-	return stats, nil
+	cmd := c.cmd(dump, "--system=users", "--insert-ignore", "--default-character-set=utf8mb4")
+	n, warn, err := dumpObject(ctx, out, UsersObject, cmd)
+	stats.BytesRead += n
+	stats.Warnings = append(stats.Warnings, warn...)
+	if err != nil {
+		return fmt.Errorf("dump users and grants: %w", err)
+	}
+	stats.Meta[MetaUsers] = "included"
+	return nil
 }
 
 // usersUnavailable says why users and grants cannot be dumped, or "".

@@ -78,80 +78,112 @@ func Load(ctx context.Context, dir string, m *v1.SnapshotManifest, opts LoadOpti
 		return res, err
 	}
 
-	srv, err := c.inspect(ctx, psql, []string{"postgres", "template1"})
+	exists, err := checkTargets(ctx, c, psql, jobs, opts.Overwrite)
 	if err != nil {
 		return res, err
+	}
+	if opts.Globals {
+		if err := loadGlobals(ctx, c, psql, dir, m, out, &res); err != nil {
+			return res, err
+		}
+	}
+	jobsN := opts.Jobs
+	if jobsN <= 0 {
+		jobsN = min(4, runtime.NumCPU())
+	}
+	for _, j := range jobs {
+		if err := loadDatabase(ctx, c, psql, pgRestore, j, exists[j.To], opts.Overwrite, jobsN, &res); err != nil {
+			return res, err
+		}
+		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
+	}
+	return res, nil
+}
+
+// checkTargets looks at every target database before anything is loaded,
+// so that a refused overwrite leaves the server untouched. It returns the
+// databases of the server; a target with tables, views or sequences is
+// refused unless overwrite is set.
+func checkTargets(ctx context.Context, c *conn, psql string, jobs []dbload.Job, overwrite bool) (map[string]bool, error) {
+	srv, err := c.inspect(ctx, psql, []string{"postgres", "template1"})
+	if err != nil {
+		return nil, err
 	}
 	exists := map[string]bool{}
 	for _, db := range srv.databases {
 		exists[db] = true
 	}
-	// Check every target before touching any.
 	for _, j := range jobs {
 		if !exists[j.To] {
 			continue
 		}
 		n, err := tableCount(ctx, c, psql, j.To)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
-		if n > 0 && !opts.Overwrite {
-			return res, dbload.RefuseOverwrite(j, n, "tables, views or sequences")
+		if n > 0 && !overwrite {
+			return nil, dbload.RefuseOverwrite(j, n, "tables, views or sequences")
 		}
 	}
+	return exists, nil
+}
 
-	if opts.Globals {
-		file := filepath.Join(dir, GlobalsObject)
-		if _, err := os.Stat(file); err != nil {
-			return res, fmt.Errorf("snapshot %s holds no roles and tablespaces (%s): %w", m.ID, GlobalsObject, err)
-		}
-		f, err := os.Open(file)
-		if err != nil {
-			return res, err
-		}
-		// Roles that exist already make CREATE ROLE fail; go on, so that
-		// the ALTER ROLE after it still applies.
-		cmd := c.cmd(psql, c.db, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=0")
-		cmd.Stdin = f
-		stderr, err := dumptool.Run(ctx, cmd)
-		f.Close()
-		if err != nil {
-			return res, fmt.Errorf("load roles and tablespaces: %w", err)
-		}
-		res.Notes = append(res.Notes, prefixed("psql", dumptool.Lines(stderr))...)
-		fmt.Fprintf(out, "loaded roles and tablespaces\n")
+// loadGlobals loads the roles and tablespaces of the snapshot from dir with
+// psql, and keeps what psql said in res.Notes: statements that fail there
+// (a role that exists) do not fail the restore.
+func loadGlobals(ctx context.Context, c *conn, psql, dir string, m *v1.SnapshotManifest, out io.Writer, res *LoadResult) error {
+	file := filepath.Join(dir, GlobalsObject)
+	if _, err := os.Stat(file); err != nil {
+		return fmt.Errorf("snapshot %s holds no roles and tablespaces (%s): %w", m.ID, GlobalsObject, err)
 	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Roles that exist already make CREATE ROLE fail; go on, so that
+	// the ALTER ROLE after it still applies.
+	cmd := c.cmd(psql, c.db, "-X", "-w", "-q", "-v", "ON_ERROR_STOP=0")
+	cmd.Stdin = f
+	stderr, err := dumptool.Run(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("load roles and tablespaces: %w", err)
+	}
+	res.Notes = append(res.Notes, prefixed("psql", dumptool.Lines(stderr))...)
+	fmt.Fprintf(out, "loaded roles and tablespaces\n")
+	return nil
+}
 
-	jobsN := opts.Jobs
-	if jobsN <= 0 {
-		jobsN = min(4, runtime.NumCPU())
-	}
-	for _, j := range jobs {
-		args := []string{"--exit-on-error", "--no-password", "--jobs=" + strconv.Itoa(jobsN)}
-		switch {
-		case exists[j.To]:
-			if opts.Overwrite {
-				args = append(args, "--clean", "--if-exists")
-			}
-			args = append(args, "--dbname="+conninfoDB(j.To))
-		case j.To == j.From:
-			args = append(args, "--create", "--dbname="+conninfoDB(c.db))
-		default:
-			if err := createDatabase(ctx, c, psql, j.To); err != nil {
-				return res, err
-			}
-			args = append(args, "--dbname="+conninfoDB(j.To))
+// loadDatabase restores the dump of job j with pg_restore and records it in
+// res. How the target is reached depends on whether it exists: an existing
+// one is loaded into (cleaned first with overwrite); a missing one under
+// the dump's own name is made by pg_restore --create, which keeps its
+// encoding, locale and settings; under another name it is created empty
+// from template0 first, since --create would use the dumped name.
+func loadDatabase(ctx context.Context, c *conn, psql, pgRestore string, j dbload.Job, exists, overwrite bool, jobsN int, res *LoadResult) error {
+	args := []string{"--exit-on-error", "--no-password", "--jobs=" + strconv.Itoa(jobsN)}
+	switch {
+	case exists:
+		if overwrite {
+			args = append(args, "--clean", "--if-exists")
 		}
-		args = append(args, j.File)
-		stderr, err := dumptool.Run(ctx, c.cmd(pgRestore, "", args...))
-		if err != nil {
-			return res, fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
+		args = append(args, "--dbname="+conninfoDB(j.To))
+	case j.To == j.From:
+		args = append(args, "--create", "--dbname="+conninfoDB(c.db))
+	default:
+		if err := createDatabase(ctx, c, psql, j.To); err != nil {
+			return err
 		}
-		res.Notes = append(res.Notes, prefixed("pg_restore", dumptool.Lines(stderr))...)
-		res.Loaded = append(res.Loaded, j.From+" → "+j.To)
-		fmt.Fprintf(out, "loaded database %s into %s\n", j.From, j.To)
+		args = append(args, "--dbname="+conninfoDB(j.To))
 	}
-	return res, nil
+	args = append(args, j.File)
+	stderr, err := dumptool.Run(ctx, c.cmd(pgRestore, "", args...))
+	if err != nil {
+		return fmt.Errorf("load database %s into %s: %w", j.From, j.To, err)
+	}
+	res.Notes = append(res.Notes, prefixed("pg_restore", dumptool.Lines(stderr))...)
+	res.Loaded = append(res.Loaded, j.From+" → "+j.To)
+	return nil
 }
 
 // tableCount counts the relations a user made in db.

@@ -233,25 +233,14 @@ func versionNum(v string) int {
 // tool's own error text.
 func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.SourceStats, error) {
 	var stats drivers.SourceStats
-	log := s.opts.Logger
 	c, err := newConn(s.spec.Host, s.spec.Port, s.spec.User, s.spec.PasswordFile)
 	if err != nil {
 		return stats, err
 	}
-	psql, err := dumptool.Find("psql")
-	if err != nil {
-		return stats, drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, e.g. Debian's postgresql-client)", err))
-	}
-	pgDump, err := dumptool.Find("pg_dump")
-	if err != nil {
-		return stats, drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, e.g. Debian's postgresql-client)", err))
-	}
 	globals := s.spec.Globals == nil || *s.spec.Globals
-	var pgDumpAll string
-	if globals {
-		if pgDumpAll, err = dumptool.Find("pg_dumpall"); err != nil {
-			return stats, drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, or set globals: false)", err))
-		}
+	psql, pgDump, pgDumpAll, err := backupTools(globals)
+	if err != nil {
+		return stats, err
 	}
 
 	candidates := []string{"postgres", "template1"}
@@ -262,29 +251,13 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 	if err != nil {
 		return stats, err
 	}
-	verOut, _, err := dumptool.Output(ctx, c.cmd(pgDump, "", "--version"), 4096)
+	dumpVer, err := c.checkDumpVersion(ctx, pgDump, srv)
 	if err != nil {
 		return stats, err
 	}
-	dumpVer, dumpNum, err := toolVersion(string(verOut))
+	dbs, err := s.databases(srv)
 	if err != nil {
 		return stats, err
-	}
-	if majorOf(dumpNum) < majorOf(srv.versionNum) {
-		return stats, drivers.Permanent(fmt.Errorf(
-			"pg_dump %s (%s) is older than the server, PostgreSQL %s: pg_dump cannot dump a newer server; install the PostgreSQL %s client tools (Debian: postgresql-client-%s) and put their pg_dump first on PATH",
-			dumpVer, pgDump, srv.version, majorString(srv.versionNum), majorString(srv.versionNum)))
-	}
-
-	dbs := s.spec.Databases
-	if len(dbs) == 0 {
-		dbs = srv.databases
-	} else {
-		for _, db := range dbs {
-			if !slices.Contains(srv.databases, db) {
-				return stats, drivers.Permanent(fmt.Errorf("database %q does not exist on the server (or does not allow connections); it has: %s", db, strings.Join(srv.databases, ", ")))
-			}
-		}
 	}
 	stats.Meta = map[string]string{
 		MetaServerVersion: srv.version,
@@ -292,42 +265,117 @@ func (s *Source) Backup(ctx context.Context, out drivers.ObjectWriter) (drivers.
 		MetaDatabases:     strings.Join(dbs, ","),
 		MetaGlobals:       "not included",
 	}
-	log.Debug("postgres: server inspected", "version", srv.version, "superuser", srv.superuser, "databases", dbs)
+	s.opts.Logger.Debug("postgres: server inspected", "version", srv.version, "superuser", srv.superuser, "databases", dbs)
 
 	if globals {
-		args := []string{"--globals-only", "--no-password"}
-		if !srv.superuser {
-			// pg_authid, where the password hashes are, is for superusers
-			// only; pg_roles has the rest.
-			args = append(args, "--no-role-passwords")
-			stats.Warnings = append(stats.Warnings, "the user is not a superuser: roles are dumped without their passwords")
-		}
-		if usableAsDBName(c.db) {
-			args = append(args, "--database="+c.db)
-		}
-		n, warn, err := s.dumpObject(ctx, out, GlobalsObject, GlobalsFormat, c.cmd(pgDumpAll, "", args...))
-		stats.BytesRead += n
-		stats.Warnings = append(stats.Warnings, warn...)
-		if err != nil {
+		if err := s.dumpGlobals(ctx, out, c, pgDumpAll, srv, &stats); err != nil {
 			return stats, err
-		}
-		stats.Meta[MetaGlobals] = "included"
-		if !srv.superuser {
-			stats.Meta[MetaGlobals] = "included without role passwords"
 		}
 	}
 	for _, db := range dbs {
-		t0 := time.Now()
-		n, warn, err := s.dumpObject(ctx, out, dumptool.ObjectName(db, DumpExt), DumpFormat,
-			c.cmd(pgDump, db, "--format=custom", "--compress=0", "--no-password"))
-		stats.BytesRead += n
-		stats.Warnings = append(stats.Warnings, warn...)
-		if err != nil {
-			return stats, fmt.Errorf("dump database %s: %w", db, err)
+		if err := s.dumpDatabase(ctx, out, c, pgDump, db, &stats); err != nil {
+			return stats, err
 		}
-		log.Info("postgres: database dumped", "database", db, "bytes", n, "took", time.Since(t0).Round(time.Millisecond))
 	}
 	return stats, nil
+}
+
+// backupTools finds psql, pg_dump and, when globals are wanted, pg_dumpall
+// ("" otherwise). A missing tool is a permanent error that says what to
+// install, since no retry will bring it.
+func backupTools(globals bool) (psql, pgDump, pgDumpAll string, err error) {
+	if psql, err = dumptool.Find("psql"); err != nil {
+		return "", "", "", drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, e.g. Debian's postgresql-client)", err))
+	}
+	if pgDump, err = dumptool.Find("pg_dump"); err != nil {
+		return "", "", "", drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, e.g. Debian's postgresql-client)", err))
+	}
+	if globals {
+		if pgDumpAll, err = dumptool.Find("pg_dumpall"); err != nil {
+			return "", "", "", drivers.Permanent(fmt.Errorf("%w (install the PostgreSQL client tools, or set globals: false)", err))
+		}
+	}
+	return psql, pgDump, pgDumpAll, nil
+}
+
+// checkDumpVersion returns pg_dump's version, refusing one of an older
+// major version than the server: it would fail on the first database, so
+// the backup stops before anything is written, with the fix in the error.
+func (c *conn) checkDumpVersion(ctx context.Context, pgDump string, srv *server) (string, error) {
+	verOut, _, err := dumptool.Output(ctx, c.cmd(pgDump, "", "--version"), 4096)
+	if err != nil {
+		return "", err
+	}
+	dumpVer, dumpNum, err := toolVersion(string(verOut))
+	if err != nil {
+		return "", err
+	}
+	if majorOf(dumpNum) < majorOf(srv.versionNum) {
+		return "", drivers.Permanent(fmt.Errorf(
+			"pg_dump %s (%s) is older than the server, PostgreSQL %s: pg_dump cannot dump a newer server; install the PostgreSQL %s client tools (Debian: postgresql-client-%s) and put their pg_dump first on PATH",
+			dumpVer, pgDump, srv.version, majorString(srv.versionNum), majorString(srv.versionNum)))
+	}
+	return dumpVer, nil
+}
+
+// databases picks the databases to dump: those spec.Databases names, or
+// all that allow connections when it names none. A named database the
+// server lacks is a permanent error that lists what the server has, since
+// retrying cannot make it appear.
+func (s *Source) databases(srv *server) ([]string, error) {
+	dbs := s.spec.Databases
+	if len(dbs) == 0 {
+		return srv.databases, nil
+	}
+	for _, db := range dbs {
+		if !slices.Contains(srv.databases, db) {
+			return nil, drivers.Permanent(fmt.Errorf("database %q does not exist on the server (or does not allow connections); it has: %s", db, strings.Join(srv.databases, ", ")))
+		}
+	}
+	return dbs, nil
+}
+
+// dumpGlobals dumps roles and tablespaces into GlobalsObject and records in
+// stats what was included: without superuser rights the role passwords
+// cannot be read, which a restore must be told about.
+func (s *Source) dumpGlobals(ctx context.Context, out drivers.ObjectWriter, c *conn, pgDumpAll string, srv *server, stats *drivers.SourceStats) error {
+	args := []string{"--globals-only", "--no-password"}
+	if !srv.superuser {
+		// pg_authid, where the password hashes are, is for superusers
+		// only; pg_roles has the rest.
+		args = append(args, "--no-role-passwords")
+		stats.Warnings = append(stats.Warnings, "the user is not a superuser: roles are dumped without their passwords")
+	}
+	if usableAsDBName(c.db) {
+		args = append(args, "--database="+c.db)
+	}
+	n, warn, err := s.dumpObject(ctx, out, GlobalsObject, GlobalsFormat, c.cmd(pgDumpAll, "", args...))
+	stats.BytesRead += n
+	stats.Warnings = append(stats.Warnings, warn...)
+	if err != nil {
+		return err
+	}
+	stats.Meta[MetaGlobals] = "included"
+	if !srv.superuser {
+		stats.Meta[MetaGlobals] = "included without role passwords"
+	}
+	return nil
+}
+
+// dumpDatabase dumps database db into its object and adds the bytes and
+// warnings to stats, also when the dump fails, so that the stats of a
+// failed backup still say how far it got.
+func (s *Source) dumpDatabase(ctx context.Context, out drivers.ObjectWriter, c *conn, pgDump, db string, stats *drivers.SourceStats) error {
+	t0 := time.Now()
+	n, warn, err := s.dumpObject(ctx, out, dumptool.ObjectName(db, DumpExt), DumpFormat,
+		c.cmd(pgDump, db, "--format=custom", "--compress=0", "--no-password"))
+	stats.BytesRead += n
+	stats.Warnings = append(stats.Warnings, warn...)
+	if err != nil {
+		return fmt.Errorf("dump database %s: %w", db, err)
+	}
+	s.opts.Logger.Info("postgres: database dumped", "database", db, "bytes", n, "took", time.Since(t0).Round(time.Millisecond))
+	return nil
 }
 
 // dumpObject streams one tool's output into the object name.
