@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aegis-backup/aegis/reconcile"
+	"github.com/aegis-backup/aegis/reconcile/observe"
 )
 
 // FleetHost is one host of the fleet view.
@@ -99,12 +100,12 @@ func sortFleet(d *fleetData) {
 func fleetHostOf(h *reconcile.HostStatus, dest string, now time.Time) FleetHost {
 	fh := FleetHost{Host: h.Host, Destination: dest, Seen: h.Time, Policies: h.Policies, Ages: map[string]string{}}
 	if now.Sub(h.Time) > 24*time.Hour {
-		fh.Overdue, fh.Why = true, "no status from this host for "+shortAge(now.Sub(h.Time))
+		fh.Overdue, fh.Why = true, "no status from this host for "+observe.ShortAge(now.Sub(h.Time))
 	}
 	for _, p := range h.Policies {
 		for _, src := range p.Sources {
 			if !src.Time.IsZero() {
-				fh.Ages[p.Name+"/"+src.Name] = shortAge(now.Sub(src.Time))
+				fh.Ages[p.Name+"/"+src.Name] = observe.ShortAge(now.Sub(src.Time))
 			}
 		}
 		iv, err := time.ParseDuration(p.Interval)
@@ -113,7 +114,7 @@ func fleetHostOf(h *reconcile.HostStatus, dest string, now time.Time) FleetHost 
 		}
 		if t := p.LastSuccessfulTime; t == nil || now.Sub(*t) > 2*iv {
 			if !fh.Overdue {
-				fh.Overdue, fh.Why = true, "policy "+p.Name+": no success within twice its interval ("+shortAge(iv)+")"
+				fh.Overdue, fh.Why = true, "policy "+p.Name+": no success within twice its interval ("+observe.ShortAge(iv)+")"
 			}
 		}
 	}

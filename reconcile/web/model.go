@@ -139,7 +139,7 @@ func policyViewOf(p *v1.BackupPolicy, st v1.ObjectStatus, seen, invalid, running
 	pv := PolicyView{Name: p.Metadata.Name, Policy: p, Status: st, LastSuccess: st.LastSuccessfulTime,
 		Next: st.NextScheduleTime, Destinations: p.Spec.Destinations}
 	if t := st.LastSuccessfulTime; t != nil {
-		pv.Age = shortAge(now.Sub(*t))
+		pv.Age = observe.ShortAge(now.Sub(*t))
 	}
 	if lr := st.LastRun; lr != nil {
 		for _, s := range lr.Sources {
@@ -148,7 +148,7 @@ func policyViewOf(p *v1.BackupPolicy, st v1.ObjectStatus, seen, invalid, running
 	}
 	pv.SizeText = observe.FormatBytes(pv.Size)
 	ready := v1.FindCondition(st.Conditions, v1.ConditionReady)
-	late, why := overdue(p, st, now)
+	late, why := observe.Overdue(p, st, now)
 	switch {
 	case invalid:
 		pv.State, pv.Message = StateInvalid, "the manifest is invalid: aegis-agent validate says why"
@@ -166,43 +166,4 @@ func policyViewOf(p *v1.BackupPolicy, st v1.ObjectStatus, seen, invalid, running
 		pv.State = StateReady
 	}
 	return pv
-}
-
-// overdue reports whether a policy missed its schedule: its last success
-// is older than twice the schedule's interval, or its next run is past by
-// more than a grace (the same test as `aegis-agent status`).
-func overdue(p *v1.BackupPolicy, st v1.ObjectStatus, now time.Time) (bool, string) {
-	if p.Spec.Suspend {
-		return false, ""
-	}
-	interval := observe.ScheduleInterval(p, now)
-	if interval <= 0 {
-		return false, ""
-	}
-	if t := st.LastSuccessfulTime; t != nil && now.Sub(*t) > 2*interval {
-		return true, fmt.Sprintf("last success %s ago, more than twice the schedule's interval (%s)", shortAge(now.Sub(*t)), shortAge(interval))
-	}
-	grace := min(max(interval, 15*time.Minute), time.Hour)
-	if t := st.NextScheduleTime; t != nil && now.Sub(*t) > grace {
-		return true, fmt.Sprintf("the next run was due %s ago and has not started: is the agent running?", shortAge(now.Sub(*t)))
-	}
-	return false, ""
-}
-
-// shortAge prints a duration as a person reads it: 45s, 12m, 3h05m, 2d04h.
-func shortAge(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	case d < 10*24*time.Hour:
-		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours())/24)
 }
