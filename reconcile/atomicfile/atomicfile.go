@@ -19,67 +19,25 @@ import (
 // path, and the directory fsynced so the rename survives a power cut. Every
 // error is returned; on error path is unchanged and the temporary file gone.
 func Write(path string, body []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	tmp, err := writeTemp(path, body, mode)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			os.Remove(tmp)
-		}
-	}()
-	// Set the mode before the first byte lands, so a secret is never
-	// readable under a looser mode, even for a moment.
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
 	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return err
 	}
-	committed = true
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 // Create writes body to path, which must not exist yet (a new key is never
 // written over an old one), with the same guarantees as Write.
 func Create(path string, body []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	tmp, err := writeTemp(path, body, mode)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
 	// A hard link fails if path exists, where a rename would replace it.
 	if err := os.Link(tmp, path); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -87,7 +45,35 @@ func Create(path string, body []byte, mode os.FileMode) error {
 		}
 		return err
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes body to a new temporary file beside path, named
+// uniquely and starting with a dot (which the agent's manifest loader
+// ignores), with mode set before the first byte lands (a secret is never
+// readable under a looser mode, even for a moment), and fsynced. It
+// returns the temporary file's name; on error nothing is left behind.
+func writeTemp(path string, body []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(body)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
 }
 
 func syncDir(dir string) error {
